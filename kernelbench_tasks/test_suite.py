@@ -1,0 +1,43 @@
+"""The task suite: every task's baselines checked on Hypothesis inputs and timed.
+
+`pytest -k level3` selects a suite, `-k LSTM` a task, `-m pike` PIKE's level-3 set.
+Eager, compile and graph of one task are timed side by side in one worker job;
+each test hands its share of the rounds to pytest-benchmark.
+"""
+
+import pytest
+
+from pike_bench.baselines import BASELINES
+from pike_bench.evaluate.result import CORRECT
+from pike_bench.evaluate.timing import record_in_benchmark
+
+
+@pytest.mark.parametrize("baseline", BASELINES)
+def test_baseline(pike_task, pike_baselines, baseline, benchmark):
+    run = pike_baselines
+    if run.task_error:
+        pytest.fail(run.task_error, pytrace=False)
+    result = run.results.get(baseline)
+    if result is None:
+        if baseline == "graph" and not run.device.startswith("cuda"):
+            pytest.skip("the graph baseline (CUDA graph replay) needs a CUDA device")
+        pytest.fail(f"{baseline} was not evaluated", pytrace=False)
+    if result.status != CORRECT:
+        pytest.fail(f"{baseline} is {result.status}: {result.reason}\n{result.detail}".strip(), pytrace=False)
+    speedup = run.speedups.get(baseline)
+    benchmark.group = pike_task.id
+    record_in_benchmark(
+        benchmark,
+        result.timing.times_ms,
+        {
+            "task": pike_task.id,
+            "baseline": baseline,
+            "device": run.device,
+            "device_name": run.device_name,
+            "torch": run.torch_version,
+            "timer": "cuda events" if run.device.startswith("cuda") else "perf_counter",
+            "speedup_over_eager": None if speedup is None else speedup.value,
+            "speedup_interval": None if speedup is None else [speedup.low, speedup.high],
+            "hypothesis_seed": run.hypothesis_seed,
+        },
+    )

@@ -1,0 +1,82 @@
+"""Baselines as candidate sources, so that they are built, checked and timed by the
+same path as an LLM's candidate.
+
+Each baseline is the task's own source with a ``ModelNew`` appended:
+
+- ``eager``: the reference as written;
+- ``compile``: ``torch.compile`` of the reference (mode selectable);
+- ``graph``: the reference's forward captured once in a CUDA graph and replayed
+  (CUDA only). It shows how much of a speedup is launch overhead removed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BASELINES = ("eager", "compile", "graph")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+_EAGER = """
+
+ModelNew = Model
+"""
+
+_COMPILE = """
+
+import torch as _pike_torch
+
+
+def ModelNew(*args, **kwargs):
+    return _pike_torch.compile(Model(*args, **kwargs), mode={mode!r})
+"""
+
+# Static input buffers are filled before each replay, and the output is cloned so
+# that each call returns fresh memory, as a candidate's must.
+_GRAPH = """
+
+import torch as _pike_torch
+
+
+class ModelNew(_pike_torch.nn.Module):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.model = Model(*args, **kwargs)
+        self._graph = None
+
+    def _capture(self, inputs):
+        self._static = [x.clone() if isinstance(x, _pike_torch.Tensor) else x for x in inputs]
+        side = _pike_torch.cuda.Stream()
+        side.wait_stream(_pike_torch.cuda.current_stream())
+        with _pike_torch.cuda.stream(side):
+            for _ in range(3):
+                self.model(*self._static)
+        _pike_torch.cuda.current_stream().wait_stream(side)
+        self._graph = _pike_torch.cuda.CUDAGraph()
+        with _pike_torch.cuda.graph(self._graph):
+            self._out = self.model(*self._static)
+
+    def forward(self, *inputs):
+        if self._graph is None:
+            self._capture(inputs)
+        for static, x in zip(self._static, inputs):
+            if isinstance(x, _pike_torch.Tensor):
+                static.copy_(x)
+        self._graph.replay()
+        return _pike_torch.utils._pytree.tree_map(
+            lambda t: t.clone() if isinstance(t, _pike_torch.Tensor) else t, self._out
+        )
+"""
+
+
+def baseline_source(task_path: Path, name: str, compile_mode: str = "default") -> str:
+    """The source of a baseline candidate for the task file at ``task_path``."""
+    reference = Path(task_path).read_text()
+    if name == "eager":
+        return reference + _EAGER
+    if name == "compile":
+        if compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile mode {compile_mode!r} is not one of {', '.join(COMPILE_MODES)}")
+        return reference + _COMPILE.format(mode=compile_mode)
+    if name == "graph":
+        return reference + _GRAPH
+    raise ValueError(f"unknown baseline {name!r}; one of {', '.join(BASELINES)}")

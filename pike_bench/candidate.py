@@ -1,0 +1,71 @@
+"""Candidate source: pull code out of an LLM reply, and build a module from it.
+
+Building happens in the worker process only. The source is written to a file
+before it is imported, so Triton's ``@triton.jit`` (which reads the source of the
+function) and tracebacks (which name file and line) work as for any module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
+
+
+class NoCodeError(ValueError):
+    """An LLM reply without a code block."""
+
+
+def extract_code(reply: str) -> str:
+    """The last fenced Python block of a reply that defines ModelNew, else the last block."""
+    blocks = FENCE.findall(reply)
+    if not blocks:
+        raise NoCodeError("the reply has no ```python code block; ask for the whole program in one block")
+    with_model = [block for block in blocks if "ModelNew" in block]
+    return (with_model or blocks)[-1].strip() + "\n"
+
+
+def source_path(source: str, workdir: Path, label: str) -> Path:
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    path = Path(workdir) / f"{label}_{digest}.py"
+    path.write_text(source)
+    return path
+
+
+def import_source(source: str, workdir: Path, label: str) -> ModuleType:
+    """Import candidate source as a module of its own (exceptions propagate)."""
+    path = source_path(source, workdir, label)
+    name = path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def source_traceback(exc: BaseException, path_fragment: str, limit: int = 6) -> str:
+    """The frames of a traceback that lie in the candidate's file, with its line text.
+
+    Frames inside torch or Triton tell an LLM little; the lines of its own code do.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if path_fragment in f.filename]
+    lines = [f"  line {f.lineno}, in {f.name}: {(f.line or '').strip()}" for f in own[-limit:]]
+    message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        lines.append(f"  line {exc.lineno}: {(exc.text or '').strip()}")
+    return "\n".join(lines + [_clip(message, 1500)])
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit // 2] + "\n  ...\n" + text[-limit // 2 :]

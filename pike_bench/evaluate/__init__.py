@@ -1,0 +1,167 @@
+"""The evaluator: build, check and time candidate code in a worker process.
+
+    from pike_bench import find_task
+    from pike_bench.evaluate import Evaluator
+
+    with Evaluator("cuda") as evaluator:
+        result = evaluator.evaluate(find_task("level3/1_MLP"), open("mine.py").read())
+        print(result.status, result.speedups)
+"""
+
+from __future__ import annotations
+
+import atexit
+import secrets
+import time
+from dataclasses import replace
+from typing import Iterable
+
+from pike_bench.baselines import baseline_source
+from pike_bench.evaluate.job import Contestant, JobReply, JobRequest
+from pike_bench.evaluate.result import (
+    CORRECT,
+    CRASHED,
+    ContestantResult,
+    EvalResult,
+    Speedup,
+    Timing,
+)
+from pike_bench.evaluate.stats import paired_speedup
+from pike_bench.evaluate.timing import TimingOptions
+from pike_bench.evaluate.worker import WorkerDied, WorkerProcess
+from pike_bench.tasks import Task
+
+__all__ = ["Evaluator", "EvalResult", "TimingOptions", "evaluate", "default_device"]
+
+CANDIDATE = "candidate"
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Evaluator:
+    """One long-lived worker process for one device, reused across candidates."""
+
+    def __init__(
+        self,
+        device: str | None = None,
+        *,
+        size: str | None = None,
+        mode: str = "eval",
+        trials: int = 5,
+        timeout: float = 300.0,
+        timing: TimingOptions | None = None,
+        baselines: Iterable[str] = ("eager", "compile", "graph"),
+        compile_mode: str = "default",
+    ):
+        self.device = device or default_device()
+        self.size = size or ("full" if self.device.startswith("cuda") else "small")
+        self.mode, self.trials, self.timeout = mode, trials, timeout
+        self.timing = timing or TimingOptions()
+        self.baselines = [b for b in baselines if b != "graph" or self.device.startswith("cuda")]
+        self.compile_mode = compile_mode
+        self.worker = WorkerProcess(self.device)
+
+    def __enter__(self) -> "Evaluator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.worker.stop()
+
+    def contestants(self, task: Task, candidate_source: str | None = None) -> list[Contestant]:
+        # The candidate goes first: a broken one fails fast, before baselines compile.
+        own = [Contestant(CANDIDATE, candidate_source)] if candidate_source is not None else []
+        return own + [
+            Contestant(name, baseline_source(task.path, name, self.compile_mode), trusted=True)
+            for name in self.baselines
+        ]
+
+    def run(self, task: Task, contestants: list[Contestant], hypothesis_seed: int | None = None) -> JobReply:
+        """Check and time contestants side by side; a crash or hang is pinned on the one that caused it."""
+        request = JobRequest(
+            task=task,
+            contestants=contestants,
+            device=self.device,
+            size=self.size,
+            mode=self.mode,
+            trials=self.trials,
+            hypothesis_seed=secrets.randbelow(2**31) if hypothesis_seed is None else hypothesis_seed,
+            timing=self.timing,
+        )
+        blamed: dict[str, ContestantResult] = {}
+        while True:
+            try:
+                reply = self.worker.run(request, self.timeout)
+            except WorkerDied as died:
+                culprit = died.culprit or (CANDIDATE if any(c.name == CANDIDATE for c in request.contestants) else "")
+                remaining = [c for c in request.contestants if c.name != culprit]
+                blamed[culprit or "reference"] = ContestantResult(culprit, died.status, died.reason, died.detail)
+                if not culprit or not remaining or culprit == CANDIDATE:
+                    reply = JobReply({}, "", "", task_error="" if culprit else died.reason)
+                    break
+                request = replace(request, contestants=remaining)  # run the others without it
+                continue
+            if reply.recycle:
+                self.worker.stop()
+            break
+        reply.results.update({name: result for name, result in blamed.items() if name != "reference"})
+        reply.hypothesis_seed = request.hypothesis_seed
+        return reply
+
+    def evaluate(self, task: Task, candidate_source: str, hypothesis_seed: int | None = None) -> EvalResult:
+        started = time.perf_counter()
+        reply = self.run(task, self.contestants(task, candidate_source), hypothesis_seed)
+        mine = reply.results.get(CANDIDATE) or ContestantResult(CANDIDATE, CRASHED, reply.task_error or "not evaluated")
+        baselines = {name: result for name, result in reply.results.items() if name != CANDIDATE}
+        return EvalResult(
+            task_id=task.id,
+            status=mine.status,
+            reason=mine.reason,
+            detail=mine.detail,
+            device=self.device,
+            device_name=reply.device_name,
+            torch_version=reply.torch_version,
+            mode=self.mode,
+            size=self.size,
+            trials=self.trials,
+            hypothesis_seed=reply.hypothesis_seed,
+            timing=mine.timing,
+            baselines=baselines,
+            speedups=speedups_over(mine.timing, baselines),
+            seconds=time.perf_counter() - started,
+        )
+
+
+def speedups_over(timing: Timing | None, baselines: dict[str, ContestantResult]) -> dict[str, Speedup]:
+    """The candidate's speedup over each baseline timed in the same rounds."""
+    if timing is None:
+        return {}
+    return {
+        name: paired_speedup(result.timing.times_ms, timing.times_ms)
+        for name, result in baselines.items()
+        if result.status == CORRECT and result.timing is not None
+    }
+
+
+_shared: dict[str, Evaluator] = {}
+
+
+def evaluate(task: Task, candidate_source: str, device: str | None = None) -> EvalResult:
+    """Evaluate one candidate with the default settings, on a worker kept for the device."""
+    device = device or default_device()
+    if device not in _shared:
+        _shared[device] = Evaluator(device)
+    return _shared[device].evaluate(task, candidate_source)
+
+
+@atexit.register
+def _close_shared() -> None:
+    for evaluator in _shared.values():
+        evaluator.close()
+

@@ -1,0 +1,82 @@
+"""The values an evaluation returns."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Statuses of a candidate (or a baseline: they go through the same path).
+CORRECT = "correct"
+INCORRECT = "incorrect"
+BUILD_ERROR = "build_error"
+RUNTIME_ERROR = "runtime_error"
+TIMEOUT = "timeout"
+CRASHED = "crashed"
+SKIPPED = "skipped"  # a baseline that does not apply here (graph on the CPU)
+STATUSES = (CORRECT, INCORRECT, BUILD_ERROR, RUNTIME_ERROR, TIMEOUT, CRASHED, SKIPPED)
+
+
+@dataclass
+class Timing:
+    """Per-round times of one contestant, in milliseconds, from one interleaved run."""
+
+    times_ms: list[float]
+    median_ms: float
+    mean_ms: float
+    stdev_ms: float
+    min_ms: float
+    rounds: int
+
+
+@dataclass
+class Speedup:
+    """baseline time / candidate time: the median of per-round ratios, with a bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+    confidence: float = 0.95
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f}x [{self.low:.3f}, {self.high:.3f}]"
+
+
+@dataclass
+class ContestantResult:
+    """What the worker found for one contestant (a baseline or the candidate)."""
+
+    name: str
+    status: str
+    reason: str = ""
+    detail: str = ""
+    timing: Timing | None = None
+
+
+@dataclass
+class EvalResult:
+    task_id: str
+    status: str
+    reason: str
+    detail: str
+    device: str
+    device_name: str
+    torch_version: str
+    mode: str
+    size: str
+    trials: int
+    hypothesis_seed: int
+    timing: Timing | None = None
+    baselines: dict[str, ContestantResult] = field(default_factory=dict)
+    speedups: dict[str, Speedup] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def correct(self) -> bool:
+        return self.status == CORRECT
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)

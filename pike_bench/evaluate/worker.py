@@ -1,0 +1,162 @@
+"""The worker process: one per device, long-lived, replaced after a crash, a hang or a
+CUDA error.
+
+The parent sends a job; the worker answers with progress lines (what it is doing
+now) and then the reply. The parent waits at most ``timeout`` seconds for each
+next message: a candidate that hangs is killed with its worker, and the last
+progress line says what it was doing. A worker that dies (``os._exit``, a
+segfault, the OOM killer) is seen as end-of-file on the pipe.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from pike_bench.evaluate.job import JobReply, JobRequest
+
+STARTUP_TIMEOUT = 300.0  # importing torch and initialising CUDA on a cold machine
+
+
+class WorkerDied(Exception):
+    """The worker ended or was killed; ``status`` is ``crashed`` or ``timeout``."""
+
+    def __init__(self, status: str, reason: str, detail: str = "", culprit: str = ""):
+        super().__init__(reason)
+        self.status, self.reason, self.detail, self.culprit = status, reason, detail, culprit
+
+
+def serve(conn: Connection) -> None:
+    """The worker's main loop (runs in the child process, whose output goes to its log)."""
+    faulthandler.enable()  # a segfault leaves its Python stack in the log
+    from pike_bench.evaluate.job import Worker
+
+    worker = Worker()
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:
+            return
+        try:
+            reply = worker.run(request, lambda phase, who: conn.send(("phase", (phase, who))))
+        except Exception:
+            conn.send(("error", traceback.format_exc()))
+            continue
+        conn.send(("done", reply))
+
+
+@dataclass
+class WorkerProcess:
+    """The parent's handle on one worker process."""
+
+    device: str
+    process: subprocess.Popen | None = None
+    conn: Connection | None = None
+    log_path: str = ""
+    phase: str = ""
+    culprit: str = ""  # the contestant the worker was busy with, if any
+
+    def start(self) -> None:
+        # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's
+        # __main__), talking over a socket pair; its stdout and stderr go to a log file.
+        parent, child = socket.socketpair()
+        fd, self.log_path = tempfile.mkstemp(prefix=f"pike_worker_{self.device.replace(':', '')}_", suffix=".log")
+        with os.fdopen(fd, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_MAIN, str(child.fileno())],
+                pass_fds=[child.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        child.close()
+        self.conn = Connection(parent.detach())
+        self.phase, self.culprit = "starting the worker", ""
+        self._receive(STARTUP_TIMEOUT)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def run(self, request: JobRequest, timeout: float) -> JobReply:
+        """Send a job, wait for its reply; raises WorkerDied (and stops the worker) on a crash or hang."""
+        if not self.alive:
+            self.start()
+        self.phase, self.culprit = "sending the job", ""
+        self.conn.send(request)
+        while True:
+            kind, payload = self._receive(timeout)
+            if kind == "phase":
+                self.phase, self.culprit = payload
+            elif kind == "done":
+                return payload
+            elif kind == "error":
+                self.stop()
+                raise RuntimeError(f"pike-bench worker failed (a bug in pike-bench, please report):\n{payload}")
+
+    def _receive(self, timeout: float):
+        try:
+            ready = self.conn.poll(timeout)
+        except (EOFError, OSError):
+            ready = True
+        if not ready:
+            phase, culprit = self.phase, self.culprit
+            self.stop()
+            raise WorkerDied("timeout", f"timed out after {timeout:g} s while {phase}", culprit=culprit)
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            phase, culprit = self.phase, self.culprit
+            code = self._wait_exit()
+            detail = self.log_tail()
+            self.stop()
+            raise WorkerDied("crashed", f"the worker process {_describe_exit(code)} while {phase}", detail, culprit)
+
+    def _wait_exit(self) -> int | None:
+        try:
+            return self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = Path(self.log_path).read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait(timeout=10)
+        if self.conn is not None:
+            self.conn.close()
+        self.process, self.conn = None, None
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+_WORKER_MAIN = (
+    "import sys; from multiprocessing.connection import Connection; "
+    "from pike_bench.evaluate.worker import serve; serve(Connection(int(sys.argv[1])))"
+)

@@ -1,0 +1,164 @@
+"""Find and load KernelBench-form task files.
+
+A task file defines ``Model``, ``get_inputs()`` and ``get_init_inputs()`` at module
+level (the KernelBench form). Optional names: ``SMALL`` (constants replaced for a
+CPU-sized run), ``ATOL``/``RTOL`` (tolerances) and ``MARKS`` (pytest marks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable
+
+REQUIRED_NAMES = ("Model", "get_inputs", "get_init_inputs")
+SIZES = ("full", "small")
+
+# The suites that ship with the project; `--pike-tasks` replaces them.
+BUILTIN_ROOT = Path(__file__).resolve().parent.parent / "kernelbench_tasks"
+
+
+class TaskError(Exception):
+    """A task file that cannot be used; the message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str  # "level3/35_LSTM"
+    level: str  # "level3"
+    name: str  # "35_LSTM"
+    path: Path
+    small: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    atol: float | None = None
+    rtol: float | None = None
+    marks: tuple[str, ...] = ()
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def load_module(path: Path) -> ModuleType:
+    """Import a task file under a name of its own, raising TaskError if it does not import."""
+    path = Path(path).resolve()
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    safe_stem = re.sub(r"\W", "_", path.stem)
+    module_name = f"pike_task_{safe_stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise TaskError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    # Registered while it executes so dataclasses and pickling can find the module.
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(module_name, None)
+        raise TaskError(f"{path}: does not import: SyntaxError at line {exc.lineno}: {exc.msg}") from None
+    except Exception as exc:  # any error in a task file becomes one readable line
+        sys.modules.pop(module_name, None)
+        raise TaskError(f"{path}: does not import: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def task_from_file(path: Path) -> Task:
+    """Load one task file and check its form; the level is the name of its folder."""
+    path = Path(path).resolve()
+    module = load_module(path)
+    missing = [name for name in REQUIRED_NAMES if not hasattr(module, name)]
+    if missing:
+        raise TaskError(
+            f"{path}: missing {', '.join(missing)}; a task defines Model, get_inputs() and get_init_inputs()"
+        )
+    small = getattr(module, "SMALL", None)
+    if small is not None and not isinstance(small, dict):
+        raise TaskError(f"{path}: SMALL must be a dict of module constants, got {type(small).__name__}")
+    unknown = [key for key in (small or {}) if not hasattr(module, key)]
+    if unknown:
+        raise TaskError(f"{path}: SMALL names {', '.join(unknown)}, which the file does not define")
+    level = path.parent.name
+    return Task(
+        id=f"{level}/{path.stem}",
+        level=level,
+        name=path.stem,
+        path=path,
+        small=dict(small) if small else None,
+        atol=_optional_float(module, "ATOL"),
+        rtol=_optional_float(module, "RTOL"),
+        marks=tuple(getattr(module, "MARKS", ())),
+    )
+
+
+def _optional_float(module: ModuleType, name: str) -> float | None:
+    value = getattr(module, name, None)
+    return None if value is None else float(value)
+
+
+def _natural_key(path: Path) -> tuple:
+    # "2_X" before "10_Y", as KernelBench numbers its tasks.
+    return (path.parent.name, [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.stem)])
+
+
+def task_files(roots: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for root in roots:
+        root = Path(root).expanduser().resolve()
+        if root.is_file():
+            files.append(root)
+            continue
+        if not root.is_dir():
+            raise TaskError(f"{root}: no such file or folder of tasks")
+        for path in root.rglob("*.py"):
+            hidden = any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
+            if not hidden and not path.name.startswith("test_"):
+                files.append(path)
+    return sorted(set(files), key=_natural_key)
+
+
+def discover_tasks(roots: Iterable[Path] | None = None) -> tuple[list[Task], list[TaskError]]:
+    """All tasks under the roots, and one error per file that is not a usable task."""
+    roots = list(roots) if roots else [BUILTIN_ROOT]
+    tasks: list[Task] = []
+    errors: list[TaskError] = []
+    seen: dict[str, Path] = {}
+    for path in task_files(roots):
+        try:
+            task = task_from_file(path)
+        except TaskError as exc:
+            errors.append(exc)
+            continue
+        if task.id in seen:
+            errors.append(TaskError(f"{path}: task id {task.id} is already taken by {seen[task.id]}"))
+            continue
+        seen[task.id] = path
+        tasks.append(task)
+    return tasks, errors
+
+
+def find_task(spec: str, roots: Iterable[Path] | None = None) -> Task:
+    """A task by id ("level3/1_MLP") or by the path of its file."""
+    candidate = Path(spec).expanduser()
+    if candidate.suffix == ".py" and candidate.is_file():
+        return task_from_file(candidate)
+    tasks, _ = discover_tasks(roots)
+    for task in tasks:
+        if task.id == spec:
+            return task
+    close = [task.id for task in tasks if spec.lower() in task.id.lower()]
+    hint = f"; did you mean {', '.join(close[:5])}?" if close else "; `pike tasks` lists them"
+    raise TaskError(f"{spec}: no such task{hint}")
+
+
+def sized_module(task: Task, size: str) -> ModuleType:
+    """A fresh copy of the task's module with its constants set for the size asked for."""
+    if size not in SIZES:
+        raise TaskError(f"size {size!r} is not one of {', '.join(SIZES)}")
+    module = load_module(task.path)
+    if size == "small" and task.small:
+        for key, value in task.small.items():
+            setattr(module, key, value)
+    return module
