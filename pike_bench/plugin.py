@@ -62,7 +62,12 @@ class PikePlugin:
             raise pytest.UsageError(f"--pike-tasks: {exc}") from None
         for mark in sorted({m for task in self.tasks for m in task.marks}):
             config.addinivalue_line("markers", f"{mark}: tasks whose file lists {mark!r} in MARKS")
-        self.device = _device(config.getoption("--pike-device"))
+        from pike_bench.evaluate import resolve_device
+
+        try:
+            self.device = resolve_device(config.getoption("--pike-device"))
+        except ValueError as exc:
+            raise pytest.UsageError(f"--pike-device {exc}") from None
         self._evaluator = None
         self.runs: dict[str, object] = {}
 
@@ -121,20 +126,6 @@ class PikePlugin:
             terminalreporter.write_line(baseline_table(list(self.runs.values())))
         for error in self.errors:
             terminalreporter.write_line(f"task error: {error}")
-
-
-def _device(option: str | None) -> str:
-    import torch
-
-    if option is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if option == "cpu":
-        return option
-    if option.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise pytest.UsageError(f"--pike-device {option}: no CUDA device is visible here; use --pike-device cpu")
-        return option
-    raise pytest.UsageError(f"--pike-device {option}: use cpu, cuda or cuda:N")
 
 
 def _error_id(error: TaskError) -> str:

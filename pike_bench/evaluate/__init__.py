@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import atexit
+import re
 import secrets
 import time
 from dataclasses import replace
@@ -31,7 +32,7 @@ from pike_bench.evaluate.timing import TimingOptions
 from pike_bench.evaluate.worker import WorkerDied, WorkerProcess
 from pike_bench.tasks import Task
 
-__all__ = ["Evaluator", "EvalResult", "TimingOptions", "evaluate", "default_device"]
+__all__ = ["Evaluator", "EvalResult", "TimingOptions", "evaluate", "default_device", "resolve_device"]
 
 CANDIDATE = "candidate"
 
@@ -40,6 +41,21 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(option: str | None) -> str:
+    """The device an option names (None: the default); ValueError says what to use instead."""
+    import torch
+
+    if option is None:
+        return default_device()
+    if option == "cpu":
+        return option
+    if re.fullmatch(r"cuda(:\d+)?", option):
+        if not torch.cuda.is_available():
+            raise ValueError(f"{option}: no CUDA device is visible here; use cpu")
+        return option
+    raise ValueError(f"{option}: not a device; use cpu, cuda or cuda:N")
 
 
 class Evaluator:

@@ -71,6 +71,9 @@ class WorkerProcess:
         # __main__), talking over a socket pair; its stdout and stderr go to a log file.
         parent, child = socket.socketpair()
         fd, self.log_path = tempfile.mkstemp(prefix=f"pike_worker_{self.device.replace(':', '')}_", suffix=".log")
+        env = dict(os.environ)
+        if self.device == "cpu":
+            env.setdefault("TRITON_INTERPRET", "1")  # Triton candidates run in its interpreter
         with os.fdopen(fd, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _WORKER_MAIN, str(child.fileno())],
@@ -78,6 +81,7 @@ class WorkerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                env=env,
             )
         child.close()
         self.conn = Connection(parent.detach())

@@ -1,0 +1,119 @@
+"""The `pike` command.
+
+    pike tasks [--tasks PATH]
+    pike eval TASK CANDIDATE.py [--device cpu|cuda] [--json]
+
+Exit codes: 0 success (for `eval`: the candidate is correct), 1 the candidate is
+not correct, 2 bad input (unknown task, unreadable file, wrong option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pike_bench.baselines import COMPILE_MODES
+from pike_bench.tasks import SIZES, TaskError, discover_tasks, find_task
+
+EXIT_OK, EXIT_NOT_CORRECT, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pike", description="pike-bench: make PyTorch programs faster, measured honestly")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tasks = commands.add_parser("tasks", help="list the tasks (ids, marks, small size)")
+    tasks.add_argument("--tasks", action="append", default=[], metavar="PATH", help="folder of task files instead of the built-in suites")
+
+    run = commands.add_parser(
+        "eval",
+        help="check and time one candidate file against a task",
+        description="Check CANDIDATE (a file defining ModelNew) against TASK on Hypothesis inputs, "
+        "then time it with eager and torch.compile side by side. Exit code 0 only if it is correct.",
+    )
+    run.add_argument("task", help="task id (level3/1_MLP) or path of a task file")
+    run.add_argument("candidate", type=Path, help="Python file that defines ModelNew")
+    run.add_argument("--tasks", action="append", default=[], metavar="PATH", help="folder of task files to find TASK in")
+    run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    run.add_argument("--size", choices=SIZES, default=None, help="default: full on a GPU, small on the CPU")
+    run.add_argument("--mode", choices=("eval", "train"), default="eval", help="eval (PIKE, default) or train (KernelBench)")
+    run.add_argument("--trials", type=int, default=5, help="Hypothesis input sets to check (default 5)")
+    run.add_argument("--seed", type=int, default=None, help="Hypothesis seed (default: fresh; printed)")
+    run.add_argument("--timeout", type=float, default=300.0, help="seconds a step may take (default 300)")
+    run.add_argument("--max-time", type=float, default=20.0, help="time cap of the timing rounds (default 20 s)")
+    run.add_argument("--compile-mode", choices=COMPILE_MODES, default="default")
+    run.add_argument("--no-baselines", action="store_true", help="check the candidate only; time no baseline")
+    run.add_argument("--json", action="store_true", help="print the EvalResult as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "tasks":
+            return list_tasks(args)
+        return eval_candidate(args)
+    except TaskError as exc:
+        print(f"pike: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def list_tasks(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    tasks, errors = discover_tasks([Path(p) for p in args.tasks] or None)
+    rows = [[t.id, ",".join(t.marks), "yes" if t.small else "no", str(t.path)] for t in tasks]
+    print(tabulate(rows, headers=["task", "marks", "small size", "file"], tablefmt="github"))
+    for error in errors:
+        print(f"pike: task error: {error}", file=sys.stderr)
+    return EXIT_BAD_INPUT if errors else EXIT_OK
+
+
+def eval_candidate(args: argparse.Namespace) -> int:
+    from pike_bench.evaluate import Evaluator, TimingOptions, resolve_device
+    from pike_bench.report import eval_table
+
+    task = find_task(args.task, [Path(p) for p in args.tasks] or None)
+    try:
+        source = args.candidate.read_text()
+    except OSError as exc:
+        print(f"pike: cannot read {args.candidate}: {exc.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.trials < 1:
+        print("pike: --trials must be at least 1", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        print(f"pike: --device {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with Evaluator(
+        device,
+        size=args.size,
+        mode=args.mode,
+        trials=args.trials,
+        timeout=args.timeout,
+        timing=TimingOptions(max_seconds=args.max_time),
+        baselines=() if args.no_baselines else ("eager", "compile", "graph"),
+        compile_mode=args.compile_mode,
+    ) as evaluator:
+        result = evaluator.evaluate(task, source, hypothesis_seed=args.seed)
+    if args.json:
+        print(result.to_json(indent=2))
+    else:
+        print(
+            f"{result.task_id}: {result.status}"
+            + (f": {result.reason}" if result.reason else "")
+            + f"\n  {result.device} ({result.device_name}), torch {result.torch_version}, size {result.size}, "
+            f"mode {result.mode}, {result.trials} input sets, Hypothesis seed {result.hypothesis_seed}, "
+            f"{result.seconds:.1f} s"
+        )
+        if result.detail:
+            print("  " + result.detail.replace("\n", "\n  "))
+        print(eval_table(result))
+    return EXIT_OK if result.correct else EXIT_NOT_CORRECT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
