@@ -111,7 +111,9 @@ def eval_candidate(args: argparse.Namespace) -> int:
         )
         if result.detail:
             print("  " + result.detail.replace("\n", "\n  "))
-        print(eval_table(result))
+        table = eval_table(result)
+        if table:
+            print(table)
     return EXIT_OK if result.correct else EXIT_NOT_CORRECT
 
 

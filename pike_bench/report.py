@@ -50,4 +50,6 @@ def eval_table(result: EvalResult) -> str:
             _speedup(result.speedups.get(name)),
             baseline.status,
         ])
+    if not rows:
+        return ""
     return tabulate(rows, headers=["", "median ms", "rounds", "candidate speedup", "status"], tablefmt="github")

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Iterable
 
 from pike_bench.baselines import baseline_source
-from pike_bench.evaluate.job import Contestant, JobReply, JobRequest
+from pike_bench.evaluate.job import Contestant, JobReply, JobRequest, device_name
 from pike_bench.evaluate.result import (
     CORRECT,
     CRASHED,
@@ -119,7 +119,9 @@ class Evaluator:
                 remaining = [c for c in request.contestants if c.name != culprit]
                 blamed[culprit or "reference"] = ContestantResult(culprit, died.status, died.reason, died.detail)
                 if not culprit or not remaining or culprit == CANDIDATE:
-                    reply = JobReply({}, "", "", task_error="" if culprit else died.reason)
+                    import torch
+
+                    reply = JobReply({}, device_name(self.device), torch.__version__, "" if culprit else died.reason)
                     break
                 request = replace(request, contestants=remaining)  # run the others without it
                 continue

@@ -96,7 +96,7 @@ class Worker:
         return self._reference
 
     def run(self, request: JobRequest, progress: Progress) -> JobReply:
-        reply = JobReply({}, _device_name(request.device), torch.__version__)
+        reply = JobReply({}, device_name(request.device), torch.__version__)
         self.cuda_broken = False
         if request.mode not in MODES:
             reply.task_error = f"mode {request.mode!r} is not one of {', '.join(MODES)}"
@@ -234,7 +234,9 @@ def _prepare(model: Any, request: JobRequest) -> Any:
 
 
 def _to(x: Any, device: str) -> Any:
-    return x.to(device) if isinstance(x, torch.Tensor) else copy.deepcopy(x)
+    # Always a copy (on the CPU `.to("cpu")` would return the same tensor): each
+    # side gets inputs of its own, so a candidate that writes to them harms no one.
+    return x.to(device, copy=True) if isinstance(x, torch.Tensor) else copy.deepcopy(x)
 
 
 def _synchronize(device: str) -> None:
@@ -258,7 +260,7 @@ def _is_cuda_error(exc: BaseException) -> bool:
     return isinstance(exc, accelerator_error) or "CUDA error" in str(exc)
 
 
-def _device_name(device: str) -> str:
+def device_name(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
     return platform.processor() or platform.machine() or "cpu"

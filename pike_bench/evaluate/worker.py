@@ -65,6 +65,7 @@ class WorkerProcess:
     log_path: str = ""
     phase: str = ""
     culprit: str = ""  # the contestant the worker was busy with, if any
+    log_offset: int = 0  # where the current job's output starts in the log
 
     def start(self) -> None:
         # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's
@@ -97,6 +98,7 @@ class WorkerProcess:
         if not self.alive:
             self.start()
         self.phase, self.culprit = "sending the job", ""
+        self.log_offset = os.path.getsize(self.log_path)
         self.conn.send(request)
         while True:
             kind, payload = self._receive(timeout)
@@ -133,11 +135,20 @@ class WorkerProcess:
             return None
 
     def log_tail(self, lines: int = 20) -> str:
+        """What the worker wrote during this job: the native crash report, cut to the
+        candidate's own frames, or else its last lines."""
         try:
-            text = Path(self.log_path).read_text(errors="replace")
+            with open(self.log_path, errors="replace") as log:
+                log.seek(self.log_offset)
+                text = log.read().strip().splitlines()
         except OSError:
             return ""
-        return "\n".join(text.strip().splitlines()[-lines:])
+        fatal = [i for i, line in enumerate(text) if line.startswith("Fatal Python error")]
+        if fatal:
+            report = text[fatal[-1] :]
+            own = [line for line in report if "pike_candidates_" in line]
+            return "\n".join(report[:2] + own[:lines])
+        return "\n".join(text[-lines:])
 
     def stop(self) -> None:
         if self.process is not None:

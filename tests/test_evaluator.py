@@ -1,0 +1,101 @@
+"""The evaluator on real worker processes: honest candidates, broken ones, and recovery."""
+
+import time
+
+import pytest
+
+from pike_bench.evaluate import Evaluator
+from pike_bench.tasks import task_from_file
+
+from conftest import DATA, FAST_TIMING, candidate
+
+
+def test_honest_candidate_is_correct_and_timed_against_eager(cpu_evaluator, tiny_task):
+    result = cpu_evaluator.evaluate(tiny_task, candidate("good.py"))
+    assert (result.status, result.reason) == ("correct", "")
+    assert result.timing.rounds >= 10 and result.timing.median_ms > 0
+    eager = result.baselines["eager"]
+    assert eager.status == "correct" and eager.timing.rounds == result.timing.rounds
+    speedup = result.speedups["eager"]
+    assert speedup.low <= speedup.value <= speedup.high
+    assert (result.device, result.size, result.mode, result.trials) == ("cpu", "small", "eval", 3)
+
+
+@pytest.mark.parametrize(
+    "file, status, reason",
+    [
+        ("exits.py", "crashed", "exited with code 7 while checking candidate on input set 1"),
+        ("segfault.py", "crashed", "killed by SIGSEGV while checking candidate"),
+        ("no_import.py", "build_error", "ModuleNotFoundError: No module named 'kernels_that_do_not_exist'"),
+        ("syntax_error.py", "build_error", "SyntaxError"),
+        ("no_modelnew.py", "build_error", "defines no ModelNew"),
+        ("wrong_shape.py", "incorrect", "output has shape (4, 5), expected (4, 4)"),
+        ("nan.py", "incorrect", "NaN where the reference has a number"),
+        ("raises.py", "runtime_error", "RuntimeError: mat1 and mat2 shapes cannot be multiplied"),
+        ("modifies_input.py", "incorrect", "modified its input 0 in place"),
+        ("other_seed.py", "incorrect", "differs at index"),
+    ],
+)
+def test_faulty_candidate_gets_its_status_and_the_next_one_still_evaluates(cpu_evaluator, tiny_task, file, status, reason):
+    result = cpu_evaluator.evaluate(tiny_task, candidate(file))
+    assert result.status == status
+    assert reason in result.reason
+    assert "\n" not in result.reason
+    assert cpu_evaluator.evaluate(tiny_task, candidate("good.py")).status == "correct"
+
+
+def test_errors_point_at_the_candidates_own_lines(cpu_evaluator, tiny_task):
+    result = cpu_evaluator.evaluate(tiny_task, candidate("raises.py"))
+    assert "line 12, in forward: return self.fc1(x) @ torch.ones(3, 3)" in result.detail
+    assert "input set 1 of 3" in result.detail
+    syntax = cpu_evaluator.evaluate(tiny_task, candidate("syntax_error.py"))
+    assert "line 5: def forward(self, x)" in syntax.detail
+
+
+def test_segfault_detail_shows_the_native_crash_report(cpu_evaluator, tiny_task):
+    result = cpu_evaluator.evaluate(tiny_task, candidate("segfault.py"))
+    assert "Segmentation fault" in result.detail
+
+
+def test_hang_is_cut_off_and_the_worker_replaced(tiny_task):
+    with Evaluator("cpu", trials=2, timeout=3, timing=FAST_TIMING, baselines=("eager",)) as evaluator:
+        started = time.perf_counter()
+        result = evaluator.evaluate(tiny_task, candidate("hang.py"))
+        assert result.status == "timeout"
+        assert "timed out after 3 s while checking candidate on input set 1" in result.reason
+        assert time.perf_counter() - started < 60
+        assert evaluator.evaluate(tiny_task, candidate("good.py")).status == "correct"
+
+
+def test_wrong_only_on_some_inputs_is_caught_with_a_reproducing_seed(cpu_evaluator, tiny_task):
+    caught = [cpu_evaluator.evaluate(tiny_task, candidate("positive_only.py"), hypothesis_seed=s) for s in range(4)]
+    failing = [r for r in caught if r.status == "incorrect"]
+    assert failing, "sign-flipped input sets must expose a candidate that is right only for positive inputs"
+    first = failing[0]
+    assert f"Hypothesis seed {first.hypothesis_seed} reproduces it" in first.detail
+    again = cpu_evaluator.evaluate(tiny_task, candidate("positive_only.py"), hypothesis_seed=first.hypothesis_seed)
+    assert (again.status, again.reason, again.detail) == (first.status, first.reason, first.detail)
+
+
+def test_triton_candidate_runs_in_the_interpreter(cpu_evaluator, tiny_task):
+    result = cpu_evaluator.evaluate(tiny_task, candidate("triton_relu.py"))
+    assert result.status == "correct", result.reason + "\n" + result.detail
+
+
+def test_mode_eval_by_default_and_train_as_kernelbench():
+    task = task_from_file(DATA / "level0" / "2_TinyConvBN.py")
+    source = candidate("bn_running_stats.py")
+    with Evaluator("cpu", trials=2, timing=FAST_TIMING, baselines=()) as evaluator:
+        assert evaluator.evaluate(task, source).status == "correct"
+    with Evaluator("cpu", mode="train", trials=2, timing=FAST_TIMING, baselines=()) as evaluator:
+        result = evaluator.evaluate(task, source)
+        assert (result.status, result.mode) == ("incorrect", "train")
+
+
+def test_baselines_go_through_the_candidate_path_and_compile_is_timed_with_them(tiny_task):
+    with Evaluator("cpu", trials=2, timing=FAST_TIMING, baselines=("eager", "compile")) as evaluator:
+        result = evaluator.evaluate(tiny_task, candidate("good.py"))
+    assert result.status == "correct"
+    assert {name: b.status for name, b in result.baselines.items()} == {"eager": "correct", "compile": "correct"}
+    assert set(result.speedups) == {"eager", "compile"}
+    assert result.baselines["compile"].timing.rounds == result.timing.rounds

@@ -1,0 +1,70 @@
+"""The plugin through pytest's own pytester: ids, selection, errors, options, the summary."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA
+
+ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def suite(pytester):
+    """A project with the real suite module and a tasks folder: two tasks, one broken file."""
+    shutil.copy(ROOT / "kernelbench_tasks" / "test_suite.py", pytester.path / "test_suite.py")
+    tasks = pytester.path / "tasks" / "level0"
+    tasks.mkdir(parents=True)
+    shutil.copy(DATA / "level0" / "1_TinyMLP.py", tasks)
+    shutil.copy(DATA / "level0" / "3_Embedding.py", tasks)
+    (tasks / "9_Broken.py").write_text("import torch\nclass Model(torch.nn.Module):\n    pass\n")
+    return pytester
+
+
+COMMON = ["-p", "no:cacheprovider", "--pike-tasks", "tasks", "--pike-device", "cpu", "--pike-max-time", "0.3"]
+
+
+def test_ids_follow_task_ids_and_k_selects(suite):
+    result = suite.runpytest("--collect-only", "-q", *COMMON, "-k", "Tiny")
+    result.stdout.fnmatch_lines(["*test_baseline?level0/1_TinyMLP-eager?", "*test_baseline?level0/1_TinyMLP-compile?"])
+    assert "Embedding" not in result.stdout.str()
+
+
+def test_suite_checks_and_times_tasks_and_reports_broken_files(suite):
+    json_path = suite.path / "bench.json"
+    result = suite.runpytest(*COMMON, f"--benchmark-json={json_path}")
+    result.assert_outcomes(passed=4, skipped=2, errors=3)
+    out = result.stdout.str()
+    assert "9_Broken.py: missing get_inputs, get_init_inputs" in out
+    assert "Traceback" not in out
+    result.stdout.fnmatch_lines(["*pike-bench*", "*| task*eager ms*compile ms*status*", "*level0/1_TinyMLP*correct*"])
+    benchmarks = {b["name"]: b for b in json.loads(json_path.read_text())["benchmarks"]}
+    eager = benchmarks["test_baseline[level0/1_TinyMLP-eager]"]
+    compiled = benchmarks["test_baseline[level0/1_TinyMLP-compile]"]
+    assert eager["extra_info"]["device"] == "cpu" and eager["group"] == "level0/1_TinyMLP"
+    assert eager["stats"]["rounds"] == compiled["stats"]["rounds"] >= 10
+    assert compiled["extra_info"]["speedup_over_eager"] > 0
+
+
+def test_optimize_is_refused_until_the_optimizer_exists(suite):
+    result = suite.runpytest(*COMMON, "--pike-optimize")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--pike-optimize: the optimizer is not part of this version*"])
+
+
+def test_bad_options_are_one_line_usage_errors(suite):
+    result = suite.runpytest("-p", "no:cacheprovider", "--pike-tasks", "nowhere")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--pike-tasks: *nowhere: no such file or folder of tasks*"])
+    result = suite.runpytest("-p", "no:cacheprovider", "--pike-tasks", "tasks", "--pike-device", "tpu")
+    result.stderr.fnmatch_lines(["*--pike-device tpu: not a device; use cpu, cuda or cuda:N*"])
+
+
+def test_marks_from_task_files_select_with_m(suite):
+    tiny = suite.path / "tasks" / "level0" / "1_TinyMLP.py"
+    tiny.write_text(tiny.read_text() + '\nMARKS = ["pike"]\n')
+    result = suite.runpytest("--collect-only", "-q", *COMMON, "-m", "pike")
+    result.stdout.fnmatch_lines(["*3/9 tests collected (6 deselected)*"])
