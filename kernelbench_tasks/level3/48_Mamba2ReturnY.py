@@ -74,6 +74,11 @@ block_len = 64
 
 SMALL = {"batch_size": 2}
 MARKS = ["pike"]
+# A is randn, so exp(cumsum(A)) reaches ~1e16 and some outputs are small differences
+# of huge terms: any other fp32 summation order (torch.compile included) misses a few
+# of ~1e6 outputs by more than 1e-2 relative. Looser, still far tighter than bf16/TF32.
+RTOL = 5e-2
+ATOL = 1.0
 
 
 def get_inputs():

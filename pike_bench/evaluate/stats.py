@@ -21,7 +21,9 @@ def summarize(times_ms: list[float]) -> Timing:
     )
 
 
-def paired_speedup(base_ms: list[float], cand_ms: list[float], confidence: float = 0.95, seed: int = 0) -> Speedup:
+def paired_speedup(
+    base_ms: list[float], cand_ms: list[float], confidence: float = 0.95, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES
+) -> Speedup:
     """Speedup of the candidate over the baseline from rounds measured side by side.
 
     Round i of each was timed back to back, so drift of the machine (clocks, host
@@ -36,7 +38,7 @@ def paired_speedup(base_ms: list[float], cand_ms: list[float], confidence: float
     if n < 3:
         return Speedup(value, value, value, confidence)
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
+    picks = rng.integers(0, n, size=(resamples, n))
     medians = np.median(ratios[picks], axis=1)
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(medians, [tail, 1.0 - tail])

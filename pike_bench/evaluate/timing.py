@@ -50,6 +50,7 @@ def time_interleaved(
     if cuda:
         torch.cuda.synchronize()
     started = time.perf_counter()
+    next_check = options.min_rounds
     for round_index in range(options.max_rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
@@ -57,9 +58,14 @@ def time_interleaved(
                 flush.zero_()
             times[name].append(_time_call(calls[name], cuda))
         done = round_index + 1
-        if done >= options.min_rounds and done % 10 == 0:
-            if time.perf_counter() - started > options.max_seconds or _tight(times, reference, options.target):
+        if time.perf_counter() - started > options.max_seconds and done >= options.min_rounds:
+            break
+        if done >= next_check:
+            # The bootstrap costs O(rounds) per check: check at geometrically spaced
+            # round counts so that its cost stays a small share of the timing.
+            if _tight(times, reference, options.target):
                 break
+            next_check = max(done + 10, int(done * 1.25))
     return times
 
 
@@ -85,7 +91,9 @@ def _tight(times: dict[str, list[float]], reference: str | None, target: float) 
         return False
     base = times[reference]
     return all(
-        relative_halfwidth(paired_speedup(base, rounds)) <= target for name, rounds in times.items() if name != reference
+        relative_halfwidth(paired_speedup(base, rounds, resamples=500)) <= target
+        for name, rounds in times.items()
+        if name != reference
     )
 
 
