@@ -99,3 +99,11 @@ def test_baselines_go_through_the_candidate_path_and_compile_is_timed_with_them(
     assert {name: b.status for name, b in result.baselines.items()} == {"eager": "correct", "compile": "correct"}
     assert set(result.speedups) == {"eager", "compile"}
     assert result.baselines["compile"].timing.rounds == result.timing.rounds
+
+
+def test_small_size_reaches_the_candidates_constants_too(cpu_evaluator):
+    task = task_from_file(DATA / "level0" / "4_GlobalState.py")
+    source = (DATA / "level0" / "4_GlobalState.py").read_text() + "\nModelNew = Model\n"
+    result = cpu_evaluator.evaluate(task, source)
+    assert result.status == "correct", result.reason
+    assert result.baselines["eager"].status == "correct"

@@ -165,7 +165,13 @@ class Expert(MLP):
 
 
 class Gate(nn.Module):
-    """Router: scores all routed experts, keeps the top-k, weights them by their scores."""
+    """Router: scores all routed experts, keeps the top-k, weights them by their scores.
+
+    The logits are computed in fp32 from the bf16 weights (as Hugging Face's DeepSeek-V3
+    router does; the published task rounds them to bf16). With unit-normal gate rows the
+    logits have std ~45, so bf16 rounding (up to 0.5) would shift top-expert weights by
+    up to ~0.1 and make the result depend on the GEMM kernel's rounding.
+    """
 
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -177,7 +183,7 @@ class Gate(nn.Module):
         self.weight = nn.Parameter(torch.randn(args.n_routed_experts, args.dim, dtype=DTYPE))
 
     def forward(self, x):
-        scores = F.linear(x, self.weight)
+        scores = F.linear(x.float(), self.weight.float())
         if self.score_func == "softmax":
             scores = scores.softmax(dim=-1, dtype=torch.float32)
         else:

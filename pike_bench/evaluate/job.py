@@ -219,6 +219,12 @@ class ExpectedOutputs:
 
 def _build(contestant: Contestant, request: JobRequest, init_inputs: list[Any], workdir: Path) -> Any:
     module = import_source(contestant.source, workdir, contestant.name)
+    if request.size == "small" and request.task.small:
+        # The run's size applies to the candidate's constants as to the reference's:
+        # a Model that reads batch_size at construction sees the same value in both.
+        for name, value in request.task.small.items():
+            if hasattr(module, name):
+                setattr(module, name, copy.deepcopy(value))
     if not hasattr(module, "ModelNew"):
         raise AttributeError("the candidate defines no ModelNew; it must define class ModelNew(nn.Module)")
     # The same seed as the reference: same init inputs, same weights.
