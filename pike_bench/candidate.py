@@ -61,7 +61,8 @@ def source_traceback(exc: BaseException, path_fragment: str, limit: int = 6) -> 
     frames = traceback.extract_tb(exc.__traceback__)
     own = [f for f in frames if path_fragment in f.filename]
     lines = [f"  line {f.lineno}, in {f.name}: {(f.line or '').strip()}" for f in own[-limit:]]
-    message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    # Not format_exception_only: it appends Hypothesis's "Falsifying example" notes.
+    message = f"{type(exc).__name__}: {exc}".strip()
     if isinstance(exc, SyntaxError) and exc.lineno:
         lines.append(f"  line {exc.lineno}: {(exc.text or '').strip()}")
     return "\n".join(lines + [_clip(message, 1500)])

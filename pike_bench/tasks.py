@@ -7,11 +7,12 @@ CPU-sized run), ``ATOL``/``RTOL`` (tolerances) and ``MARKS`` (pytest marks).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
@@ -33,7 +34,9 @@ class Task:
     level: str  # "level3"
     name: str  # "35_LSTM"
     path: Path
-    small: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    # Names of the constants SMALL replaces; the values stay in the file (they may be
+    # objects of the task's own classes, which only an import of the file can make).
+    small: tuple[str, ...] = ()
     atol: float | None = None
     rtol: float | None = None
     marks: tuple[str, ...] = ()
@@ -86,7 +89,7 @@ def task_from_file(path: Path) -> Task:
         level=level,
         name=path.stem,
         path=path,
-        small=dict(small) if small else None,
+        small=tuple(small or ()),
         atol=_optional_float(module, "ATOL"),
         rtol=_optional_float(module, "RTOL"),
         marks=tuple(getattr(module, "MARKS", ())),
@@ -158,7 +161,13 @@ def sized_module(task: Task, size: str) -> ModuleType:
     if size not in SIZES:
         raise TaskError(f"size {size!r} is not one of {', '.join(SIZES)}")
     module = load_module(task.path)
-    if size == "small" and task.small:
-        for key, value in task.small.items():
-            setattr(module, key, value)
+    if size == "small":
+        apply_sizes(module, getattr(module, "SMALL", None) or {})
     return module
+
+
+def apply_sizes(module: ModuleType, sizes: dict[str, Any]) -> None:
+    """Replace the module constants named in ``sizes`` (those the module defines)."""
+    for key, value in sizes.items():
+        if hasattr(module, key):
+            setattr(module, key, copy.deepcopy(value))

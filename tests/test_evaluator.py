@@ -107,3 +107,10 @@ def test_small_size_reaches_the_candidates_constants_too(cpu_evaluator):
     result = cpu_evaluator.evaluate(task, source)
     assert result.status == "correct", result.reason
     assert result.baselines["eager"].status == "correct"
+
+
+def test_small_size_may_hold_objects_of_the_tasks_own_classes(cpu_evaluator):
+    task = task_from_file(DATA / "level0" / "5_ConfigObject.py")
+    source = (DATA / "level0" / "5_ConfigObject.py").read_text() + "\nModelNew = Model\n"
+    result = cpu_evaluator.evaluate(task, source)
+    assert result.status == "correct", result.reason

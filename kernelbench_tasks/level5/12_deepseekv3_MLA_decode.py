@@ -147,12 +147,14 @@ seq_len = 1
 precomputed_seq_len = 4096
 model_args = ModelArgs()
 
-# bf16 decode step: projections of one token plus a softmax over 4097 cached keys. A
-# faithful candidate (fused/split-KV attention, fp32 accumulation, absorbed weights)
-# differs by a few bf16 ulps of outputs of size ~1; 5e-2 leaves that room and still
-# catches a wrong position, scale or cache slot.
-ATOL = 5e-2
-RTOL = 5e-2
+# bf16 decode step. Its outputs are small (rms ~0.02, max ~0.09: each head averages
+# values over 4097 cached positions), so an absolute tolerance at the fp32 default would
+# hide real errors; rotating the new token as position 0, for instance, moves outputs
+# by up to 0.006. On an H200 the same weights run in fp32 differed from this reference
+# by at most 2.7e-4 (half a bf16 ulp at 0.07). ATOL 2e-3 (~4 ulps at the largest
+# outputs, 7x the measured gap) with the bf16-default RTOL 2e-2.
+ATOL = 2e-3
+RTOL = 2e-2
 
 SMALL = {
     "batch_size": 2,

@@ -77,10 +77,11 @@ class Expert(MLP):
 class Gate(nn.Module):
     """Router: scores all routed experts, keeps the top-k, weights them by their scores.
 
-    The logits are computed in fp32 from the bf16 weights (as Hugging Face's DeepSeek-V3
-    router does; the published task rounds them to bf16). With unit-normal gate rows the
-    logits have std ~45, so bf16 rounding (up to 0.5) would shift top-expert weights by
-    up to ~0.1 and make the result depend on the GEMM kernel's rounding.
+    Gate rows are N(0, 1/dim) like every other projection here (the published task draws
+    them N(0, 1), which makes router logits of std ~45: a near one-hot softmax whose
+    top-1/top-2 split then flips with any rounding of its input). Logits are computed in
+    fp32 from the bf16 weights, as Hugging Face's DeepSeek-V3 router does, so the routing
+    does not depend on a GEMM kernel's bf16 rounding.
     """
 
     def __init__(self, args: ModelArgs):
@@ -90,7 +91,7 @@ class Gate(nn.Module):
         self.topk_groups = args.n_limited_groups
         self.score_func = args.score_func
         self.route_scale = args.route_scale
-        self.weight = nn.Parameter(torch.randn(args.n_routed_experts, args.dim, dtype=DTYPE))
+        self.weight = nn.Parameter(torch.randn(args.n_routed_experts, args.dim, dtype=DTYPE) * args.dim ** -0.5)
 
     def forward(self, x):
         scores = F.linear(x.float(), self.weight.float())
@@ -142,12 +143,12 @@ batch_size = 8
 seq_len = 1024
 model_args = ModelArgs()
 
-# One bf16 MoE layer. Router logits have std ~45 (unit-scaled N(0, 1) gate rows against
-# unit inputs), so the softmax is sharp and a tie at the top-6 boundary is immaterial:
-# the experts ranked 6th and 7th carry ~0 weight. What remains is bf16 rounding in three chained GEMMs per expert and
-# the sum of up to 7 expert outputs of size ~1; a faithful candidate (grouped GEMM,
-# fp32 accumulation, other summation order) differs by a few bf16 ulps. 5e-2 leaves that
-# room and still catches a wrong route, weight or activation.
+# One bf16 MoE layer: three chained bf16 GEMMs per expert, then the weighted sum of
+# 6 routed expert outputs plus the shared-expert MLP. On an H200 the same weights run
+# in fp32 differed from this reference by at most 0.021 on outputs up to ~3.4
+# (max |d| / (1 + |ref|) = 0.012). 5e-2 leaves ~4x room for a faithful reordering
+# (grouped GEMMs, fp32 accumulation) and still catches a wrong route, routing weight
+# or activation.
 ATOL = 5e-2
 RTOL = 5e-2
 

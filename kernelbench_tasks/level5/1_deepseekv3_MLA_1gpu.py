@@ -120,12 +120,13 @@ batch_size = 8
 seq_len = 1024
 model_args = ModelArgs()
 
-# bf16 MLA with two low-rank projections, RMSNorms and a 1024-key softmax: a faithful
-# candidate (other GEMM split-K order, fused/flash attention, fp32 accumulation) differs
-# from this bf16 reference by a few bf16 ulps; 2e-2 is at the edge for outputs of size
-# ~1, 5e-2 leaves room while still catching a wrong mask, scale or rotation.
-ATOL = 5e-2
-RTOL = 5e-2
+# bf16 MLA: two low-rank projections with RMSNorm, a 1024-key causal softmax, five
+# bf16 GEMMs. On an H200 the same weights run in fp32 differed from this reference by
+# at most 0.0053 on outputs up to 1.5 (max |d| / (1 + |ref|) = 0.0035). 2e-2 (the bf16
+# default, twice the fp32 one) leaves ~6x room for a faithful reordering (flash
+# attention, fused or fp32-accumulated projections).
+ATOL = 2e-2
+RTOL = 2e-2
 
 SMALL = {
     "batch_size": 2,

@@ -167,10 +167,11 @@ class Expert(MLP):
 class Gate(nn.Module):
     """Router: scores all routed experts, keeps the top-k, weights them by their scores.
 
-    The logits are computed in fp32 from the bf16 weights (as Hugging Face's DeepSeek-V3
-    router does; the published task rounds them to bf16). With unit-normal gate rows the
-    logits have std ~45, so bf16 rounding (up to 0.5) would shift top-expert weights by
-    up to ~0.1 and make the result depend on the GEMM kernel's rounding.
+    Gate rows are N(0, 1/dim) like every other projection here (the published task draws
+    them N(0, 1), which makes router logits of std ~45: a near one-hot softmax whose
+    top-1/top-2 split then flips with any rounding of its input). Logits are computed in
+    fp32 from the bf16 weights, as Hugging Face's DeepSeek-V3 router does, so the routing
+    does not depend on a GEMM kernel's bf16 rounding.
     """
 
     def __init__(self, args: ModelArgs):
@@ -180,7 +181,7 @@ class Gate(nn.Module):
         self.topk_groups = args.n_limited_groups
         self.score_func = args.score_func
         self.route_scale = args.route_scale
-        self.weight = nn.Parameter(torch.randn(args.n_routed_experts, args.dim, dtype=DTYPE))
+        self.weight = nn.Parameter(torch.randn(args.n_routed_experts, args.dim, dtype=DTYPE) * args.dim ** -0.5)
 
     def forward(self, x):
         scores = F.linear(x.float(), self.weight.float())
@@ -265,13 +266,15 @@ batch_size = 2
 seq_len = 128
 model_args = ModelArgs()
 
-# 10 bf16 layers, each a residual add of attention and MoE outputs, then RMSNorm and
-# a 2048-wide head: bf16 rounding of the residual stream (2^-8 relative) compounds
-# over 20 residual updates. The measured gap between this bf16 reference and the same
-# weights run in fp32 was well inside 1e-1 on logits of size ~1-4; 1e-1 covers a
-# faithful reordering while a wrong mask, route or rotation moves logits by O(1).
-ATOL = 1e-1
-RTOL = 1e-1
+# 10 bf16 layers: the residual stream is rounded to bf16 after each of 20 residual
+# updates, and the logits inherit that noise. On an H200 the same weights run in fp32
+# differed from this reference by 0.023 on average and 0.14 at most over the 2 x 32768
+# logits (|logit| <= 4.7; max |d| / (1 + |ref|) = 0.10). Another faithful bf16 kernel
+# choice carries its own noise of the same size, so the gap between two
+# implementations can reach ~1.5x that; 2e-1 covers it, while a wrong mask, rotation
+# or route moves the logits by O(1).
+ATOL = 2e-1
+RTOL = 2e-1
 
 SMALL = {
     "batch_size": 2,

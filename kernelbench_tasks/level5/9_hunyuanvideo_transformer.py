@@ -320,6 +320,15 @@ heads_num = 16
 mm_double_blocks_depth = 20
 mm_single_blocks_depth = 40
 
+# 60 bf16 transformer blocks (20 double, 40 single) on one residual stream each: bf16
+# rounding compounds with depth. On an H200 the same weights run in fp32 differed from
+# this reference by 0.0055 on average and 0.030 at most on outputs up to 2.6
+# (max |d| / (1 + |ref|) = 0.026). Two faithful bf16 implementations each carry noise of
+# that size, so their gap can reach ~1.5-2x it; 1e-1 leaves that room while a wrong
+# modulation, rotary table or attention mask changes outputs by O(1).
+ATOL = 1e-1
+RTOL = 1e-1
+
 SMALL = {
     "c_block": 4, "T": 2, "hw_over_8": 8, "text_states_dim": 32, "text_length": 4,
     "hidden_size": 64, "heads_num": 2, "mm_double_blocks_depth": 2, "mm_single_blocks_depth": 2,

@@ -28,7 +28,7 @@ from pike_bench.evaluate.result import (
 from pike_bench.evaluate.stats import summarize
 from pike_bench.evaluate.timing import TimingOptions, time_interleaved
 from pike_bench.inputs import InputDraw, for_each_draw, make_inputs
-from pike_bench.tasks import Task, sized_module
+from pike_bench.tasks import Task, apply_sizes, sized_module
 
 try:
     BaseExceptionGroup
@@ -112,7 +112,7 @@ class Worker:
         models: dict[str, Any] = {}
         with torch.no_grad():
             for contestant in request.contestants:
-                result, model = self._build_and_check(contestant, request, init_inputs, expected, progress)
+                result, model = self._build_and_check(contestant, request, module, init_inputs, expected, progress)
                 reply.results[contestant.name] = result
                 if self.cuda_broken:
                     break  # nothing more can run in this CUDA context
@@ -124,13 +124,13 @@ class Worker:
         reply.recycle = self.cuda_broken
         return reply
 
-    def _build_and_check(self, contestant, request, init_inputs, expected, progress):
+    def _build_and_check(self, contestant, request, module, init_inputs, expected, progress):
         progress(f"building {contestant.name}", contestant.name)
         digest = hashlib.sha256(contestant.source.encode()).hexdigest()
         try:
             model = self._trusted.get(digest) if contestant.trusted else None
             if model is None:
-                model = _build(contestant, request, init_inputs, self.workdir)
+                model = _build(contestant, request, init_inputs, self.workdir, getattr(module, "SMALL", None))
         except Exception as exc:
             self.cuda_broken |= _is_cuda_error(exc)
             reason = f"{type(exc).__name__}: {_first_line(exc)}"
@@ -217,14 +217,12 @@ class ExpectedOutputs:
         return self._cache[draw]
 
 
-def _build(contestant: Contestant, request: JobRequest, init_inputs: list[Any], workdir: Path) -> Any:
+def _build(contestant: Contestant, request: JobRequest, init_inputs: list[Any], workdir: Path, small) -> Any:
     module = import_source(contestant.source, workdir, contestant.name)
-    if request.size == "small" and request.task.small:
+    if request.size == "small" and small:
         # The run's size applies to the candidate's constants as to the reference's:
         # a Model that reads batch_size at construction sees the same value in both.
-        for name, value in request.task.small.items():
-            if hasattr(module, name):
-                setattr(module, name, copy.deepcopy(value))
+        apply_sizes(module, small)
     if not hasattr(module, "ModelNew"):
         raise AttributeError("the candidate defines no ModelNew; it must define class ModelNew(nn.Module)")
     # The same seed as the reference: same init inputs, same weights.

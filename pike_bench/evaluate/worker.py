@@ -47,6 +47,9 @@ def serve(conn: Connection) -> None:
             request = conn.recv()
         except EOFError:
             return
+        except Exception:  # a request that does not unpickle here is our bug: say so
+            conn.send(("error", traceback.format_exc()))
+            continue
         try:
             reply = worker.run(request, lambda phase, who: conn.send(("phase", (phase, who))))
         except Exception:
