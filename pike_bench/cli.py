@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=300.0, help="seconds a step may take (default 300)")
     run.add_argument("--max-time", type=float, default=20.0, help="time cap of the timing rounds (default 20 s)")
     run.add_argument("--compile-mode", choices=COMPILE_MODES, default="default")
+    run.add_argument("--no-l2-flush", action="store_true", help="do not flush the GPU's L2 cache before each timed call")
     run.add_argument("--no-baselines", action="store_true", help="check the candidate only; time no baseline")
     run.add_argument("--json", action="store_true", help="print the EvalResult as JSON")
     return parser
@@ -94,7 +95,7 @@ def eval_candidate(args: argparse.Namespace) -> int:
         mode=args.mode,
         trials=args.trials,
         timeout=args.timeout,
-        timing=TimingOptions(max_seconds=args.max_time),
+        timing=TimingOptions(max_seconds=args.max_time, l2_flush=not args.no_l2_flush),
         baselines=() if args.no_baselines else ("eager", "compile", "graph"),
         compile_mode=args.compile_mode,
     ) as evaluator:

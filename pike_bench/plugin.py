@@ -33,6 +33,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="longest a worker may stay silent in one step (build, one input set, timing)")
     group.addoption("--pike-max-time", type=float, default=20.0, metavar="SECONDS",
                     help="time cap for the interleaved timing rounds of one task")
+    group.addoption("--pike-no-l2-flush", action="store_true", default=False,
+                    help="do not flush the GPU's L2 cache before each timed call")
     group.addoption("--pike-compile-mode", choices=COMPILE_MODES, default="default",
                     help="torch.compile mode of the compile baseline")
     group.addoption("--pike-optimize", action="store_true", default=False,
@@ -100,7 +102,7 @@ class PikePlugin:
                 mode=option("--pike-mode"),
                 trials=option("--pike-trials"),
                 timeout=option("--pike-timeout"),
-                timing=TimingOptions(max_seconds=option("--pike-max-time")),
+                timing=TimingOptions(max_seconds=option("--pike-max-time"), l2_flush=not option("--pike-no-l2-flush")),
                 compile_mode=option("--pike-compile-mode"),
             )
         return self._evaluator

@@ -35,6 +35,7 @@ from pike_bench.tasks import Task
 __all__ = ["Evaluator", "EvalResult", "TimingOptions", "evaluate", "default_device", "resolve_device"]
 
 CANDIDATE = "candidate"
+REFERENCE = "reference"  # the worker's step name while it loads the task
 
 
 def default_device() -> str:
@@ -115,22 +116,30 @@ class Evaluator:
             try:
                 reply = self.worker.run(request, self.timeout)
             except WorkerDied as died:
-                culprit = died.culprit or (CANDIDATE if any(c.name == CANDIDATE for c in request.contestants) else "")
-                remaining = [c for c in request.contestants if c.name != culprit]
-                blamed[culprit or "reference"] = ContestantResult(culprit, died.status, died.reason, died.detail)
-                if not culprit or not remaining or culprit == CANDIDATE:
-                    import torch
-
-                    reply = JobReply({}, device_name(self.device), torch.__version__, "" if culprit else died.reason)
+                names = [c.name for c in request.contestants]
+                # Outside any contestant's step (timing), the untrusted candidate is blamed.
+                culprit = died.culprit or (CANDIDATE if CANDIDATE in names else REFERENCE)
+                if culprit == REFERENCE:
+                    reply = self._reply_without_worker(task_error=f"the reference: {died.reason}")
                     break
-                request = replace(request, contestants=remaining)  # run the others without it
+                blamed[culprit] = ContestantResult(culprit, died.status, died.reason, died.detail)
+                remaining = [c for c in request.contestants if c.name != culprit]
+                if culprit == CANDIDATE or not remaining:
+                    reply = self._reply_without_worker()
+                    break
+                request = replace(request, contestants=remaining)  # the others, without the one that failed
                 continue
             if reply.recycle:
                 self.worker.stop()
             break
-        reply.results.update({name: result for name, result in blamed.items() if name != "reference"})
+        reply.results.update(blamed)
         reply.hypothesis_seed = request.hypothesis_seed
         return reply
+
+    def _reply_without_worker(self, task_error: str = "") -> JobReply:
+        import torch
+
+        return JobReply({}, device_name(self.device), torch.__version__, task_error)
 
     def evaluate(self, task: Task, candidate_source: str, hypothesis_seed: int | None = None) -> EvalResult:
         started = time.perf_counter()

@@ -101,7 +101,7 @@ class Worker:
         if request.mode not in MODES:
             reply.task_error = f"mode {request.mode!r} is not one of {', '.join(MODES)}"
             return reply
-        progress(f"loading the reference of {request.task.id}", "")
+        progress(f"loading the reference of {request.task.id}", "reference")
         try:
             module, reference, init_inputs = self.reference(request)
         except Exception as exc:  # the reference itself is broken: say so, run nothing
@@ -135,12 +135,21 @@ class Worker:
             self.cuda_broken |= _is_cuda_error(exc)
             reason = f"{type(exc).__name__}: {_first_line(exc)}"
             return ContestantResult(contestant.name, BUILD_ERROR, reason, source_traceback(exc, contestant.name)), None
+        result = self._check(contestant.name, model, request, expected, progress)
+        if result.status != CORRECT:
+            return result, None
+        if contestant.trusted:
+            self._trusted[digest] = model
+        return result, model
+
+    def _check(self, name: str, model: Any, request: JobRequest, expected, progress: Progress) -> ContestantResult:
+        """Run the model on Hypothesis input sets; the first failing set decides the verdict."""
         order: dict[InputDraw, int] = {}  # Hypothesis replays a failing draw: count each once
         state: dict[str, Any] = {}
 
         def check(draw: InputDraw) -> None:
             state["set"], state["draw"] = order.setdefault(draw, len(order) + 1), draw
-            progress(f"checking {contestant.name} on input set {state['set']} ({draw.describe()})", contestant.name)
+            progress(f"checking {name} on input set {state['set']} ({draw.describe()})", name)
             inputs, want = expected.get(draw)
             mine = [_to(x, request.device) for x in inputs]
             before = [x.clone() if isinstance(x, torch.Tensor) else x for x in mine]
@@ -158,18 +167,17 @@ class Worker:
             where = (
                 f"input set {state['set']} of {request.trials} ({state['draw'].describe()}); "
                 f"Hypothesis seed {request.hypothesis_seed} reproduces it"
+                if state
+                else "before the first input set"
             )
             if isinstance(exc, Mismatch):
-                return ContestantResult(contestant.name, INCORRECT, str(exc), where), None
+                return ContestantResult(name, INCORRECT, str(exc), where)
             if not isinstance(exc, Exception):
                 raise exc
             self.cuda_broken |= _is_cuda_error(exc)
             reason = f"{type(exc).__name__}: {_first_line(exc)}"
-            detail = where + "\n" + source_traceback(exc, contestant.name)
-            return ContestantResult(contestant.name, RUNTIME_ERROR, reason, detail), None
-        if contestant.trusted:
-            self._trusted[digest] = model
-        return ContestantResult(contestant.name, CORRECT), model
+            return ContestantResult(name, RUNTIME_ERROR, reason, where + "\n" + source_traceback(exc, name))
+        return ContestantResult(name, CORRECT)
 
     def _time(self, models: dict[str, Any], module, request: JobRequest, reply: JobReply) -> None:
         inputs = make_inputs(module, InputDraw(request.timing_seed))
