@@ -8,7 +8,7 @@ from pike_bench.evaluate import Evaluator, TimingOptions
 from pike_bench.tasks import task_from_file
 
 DATA = Path(__file__).parent / "data"
-CANDIDATES = Path(__file__).parent / "candidates"
+CANDIDATES = Path(__file__).parent / "adversarial"
 FAST_TIMING = TimingOptions(warmup=1, min_rounds=10, max_seconds=0.3)
 
 

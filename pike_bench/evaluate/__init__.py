@@ -22,6 +22,8 @@ from pike_bench.evaluate.job import Contestant, JobReply, JobRequest, device_nam
 from pike_bench.evaluate.result import (
     CORRECT,
     CRASHED,
+    REJECTED,
+    SUSPICIOUS,
     ContestantResult,
     EvalResult,
     Speedup,
@@ -30,6 +32,7 @@ from pike_bench.evaluate.result import (
 from pike_bench.evaluate.stats import paired_speedup
 from pike_bench.evaluate.timing import TimingOptions
 from pike_bench.evaluate.worker import WorkerDied, WorkerProcess
+from pike_bench.screen import Screen, screen
 from pike_bench.tasks import Task
 
 __all__ = ["Evaluator", "EvalResult", "TimingOptions", "evaluate", "default_device", "resolve_device"]
@@ -73,6 +76,8 @@ class Evaluator:
         timing: TimingOptions | None = None,
         baselines: Iterable[str] = ("eager", "compile", "graph"),
         compile_mode: str = "default",
+        suspicious_over: float = 10.0,
+        require_custom_kernel: bool = False,
     ):
         self.device = device or default_device()
         self.size = size or ("full" if self.device.startswith("cuda") else "small")
@@ -80,6 +85,8 @@ class Evaluator:
         self.timing = timing or TimingOptions()
         self.baselines = [b for b in baselines if b != "graph" or self.device.startswith("cuda")]
         self.compile_mode = compile_mode
+        self.suspicious_over = suspicious_over
+        self.policy = "custom-kernel" if require_custom_kernel else "any"
         self.worker = WorkerProcess(self.device)
 
     def __enter__(self) -> "Evaluator":
@@ -143,10 +150,17 @@ class Evaluator:
 
     def evaluate(self, task: Task, candidate_source: str, hypothesis_seed: int | None = None) -> EvalResult:
         started = time.perf_counter()
-        reply = self.run(task, self.contestants(task, candidate_source), hypothesis_seed)
+        screened = screen(candidate_source)
+        refusal = self._refusal(screened)
+        if refusal:
+            reply = self._reply_without_worker()
+            reply.results[CANDIDATE] = refusal
+            reply.hypothesis_seed = hypothesis_seed or 0
+        else:
+            reply = self.run(task, self.contestants(task, candidate_source), hypothesis_seed)
         mine = reply.results.get(CANDIDATE) or ContestantResult(CANDIDATE, CRASHED, reply.task_error or "not evaluated")
         baselines = {name: result for name, result in reply.results.items() if name != CANDIDATE}
-        return EvalResult(
+        result = EvalResult(
             task_id=task.id,
             status=mine.status,
             reason=mine.reason,
@@ -159,10 +173,36 @@ class Evaluator:
             trials=self.trials,
             hypothesis_seed=reply.hypothesis_seed,
             timing=mine.timing,
+            languages=screened.languages,
+            precision=mine.precision,
+            policy=self.policy,
             baselines=baselines,
             speedups=speedups_over(mine.timing, baselines),
             seconds=time.perf_counter() - started,
         )
+        self._flag_if_suspicious(result)
+        return result
+
+    def _refusal(self, screened: Screen) -> ContestantResult | None:
+        """The static screen's verdict, before anything runs."""
+        if not screened.passed:
+            reason = f"static screen: {screened.problems[0]}"
+            return ContestantResult(CANDIDATE, REJECTED, reason, "\n".join(screened.problems))
+        if self.policy == "custom-kernel" and not screened.custom_kernel:
+            return ContestantResult(
+                CANDIDATE, REJECTED, "policy: at least one custom kernel (Triton, CUDA or C++) is required; it is PyTorch only"
+            )
+        return None
+
+    def _flag_if_suspicious(self, result: EvalResult) -> None:
+        # Too good to be true is more often a hole in the checks than a kernel: a person looks first.
+        eager = result.speedups.get("eager")
+        if result.status == CORRECT and eager is not None and eager.value > self.suspicious_over:
+            result.status = SUSPICIOUS
+            result.reason = (
+                f"{eager.value:.1f}x over eager is above the {self.suspicious_over:g}x threshold: "
+                "it passed every check, but a person should look before it is trusted"
+            )
 
 
 def speedups_over(timing: Timing | None, baselines: dict[str, ContestantResult]) -> dict[str, Speedup]:

@@ -18,10 +18,24 @@ import torch
 
 from pike_bench.candidate import import_source, source_traceback
 from pike_bench.evaluate.check import Mismatch, compare
+from pike_bench.evaluate.defenses import (
+    CANDIDATE_FILES,
+    Cheat,
+    ThreadWatch,
+    check_clocks,
+    check_fresh,
+    check_no_candidate_threads,
+    describe_precision,
+    precision_settings,
+    restore_clocks,
+    restore_precision,
+    storages,
+)
 from pike_bench.evaluate.result import (
     BUILD_ERROR,
     CORRECT,
     INCORRECT,
+    REJECTED,
     RUNTIME_ERROR,
     ContestantResult,
 )
@@ -70,15 +84,28 @@ class JobReply:
     recycle: bool = False  # the CUDA context may be broken: start a fresh worker
 
 
+@dataclass
+class Built:
+    """A contestant that passed its checks, ready to be timed."""
+
+    model: Any
+    trusted: bool
+    settings: dict[str, Any]  # the numeric settings it runs under (TF32, ...)
+
+
 class Worker:
     """State the worker keeps between jobs: the reference of the last task and trusted models."""
 
     def __init__(self) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="pike_candidates_"))
+        self.workdir = Path(tempfile.mkdtemp(prefix=CANDIDATE_FILES))
         self._key: tuple | None = None
         self._reference: tuple[Any, Any, list[Any]] | None = None
         self._trusted: dict[str, Any] = {}
+        self.defaults = precision_settings()
+        self.threads = ThreadWatch()
+        self.threads.install()
         self.cuda_broken = False
+        self.tampered = False  # a candidate patched something: this process is not clean any more
 
     def reference(self, request: JobRequest) -> tuple[Any, Any, list[Any]]:
         task = request.task
@@ -97,81 +124,122 @@ class Worker:
 
     def run(self, request: JobRequest, progress: Progress) -> JobReply:
         reply = JobReply({}, device_name(request.device), torch.__version__)
-        self.cuda_broken = False
+        self.cuda_broken = self.tampered = False
         if request.mode not in MODES:
             reply.task_error = f"mode {request.mode!r} is not one of {', '.join(MODES)}"
             return reply
         progress(f"loading the reference of {request.task.id}", "reference")
+        task_file = request.task.path.read_bytes()
         try:
             module, reference, init_inputs = self.reference(request)
         except Exception as exc:  # the reference itself is broken: say so, run nothing
             reply.task_error = f"the reference of {request.task.id} fails: {type(exc).__name__}: {exc}"
             reply.recycle = _is_cuda_error(exc)
             return reply
-        expected = ExpectedOutputs(module, reference, request.device)
-        models: dict[str, Any] = {}
+        expected = ExpectedOutputs(module, reference, request.device, self.defaults)
+        built: dict[str, Built] = {}
         with torch.no_grad():
             for contestant in request.contestants:
-                result, model = self._build_and_check(contestant, request, module, init_inputs, expected, progress)
-                reply.results[contestant.name] = result
+                result, entry = self._contest(contestant, request, module, init_inputs, expected, progress)
+                reply.results[contestant.name] = self._after(contestant.name, result, task_file, request)
                 if self.cuda_broken:
                     break  # nothing more can run in this CUDA context
-                if model is not None:
-                    models[contestant.name] = model
-            if request.timing is not None and models and not self.cuda_broken:
-                progress(f"timing {', '.join(models)}", "")
-                self._time(models, module, request, reply)
-        reply.recycle = self.cuda_broken
+                if entry is not None and reply.results[contestant.name].status == CORRECT:
+                    built[contestant.name] = entry
+            if request.timing is not None and built and not self.cuda_broken:
+                progress(f"timing {', '.join(built)}", "")
+                self._time(built, module, request, reply)
+                self._recheck(built, request, expected, reply, task_file, progress)
+        restore_precision(self.defaults)
+        # A rule broken (a thread left running, a patched function) leaves this process
+        # unclean for the next candidate: start a fresh worker.
+        rejected = any(result.status == REJECTED for result in reply.results.values())
+        reply.recycle = self.cuda_broken or self.tampered or rejected
         return reply
 
-    def _build_and_check(self, contestant, request, module, init_inputs, expected, progress):
+    def _contest(self, contestant, request, module, init_inputs, expected, progress):
+        """Build one contestant and check it on Hypothesis input sets."""
         progress(f"building {contestant.name}", contestant.name)
         digest = hashlib.sha256(contestant.source.encode()).hexdigest()
         try:
             model = self._trusted.get(digest) if contestant.trusted else None
             if model is None:
                 model = _build(contestant, request, init_inputs, self.workdir, getattr(module, "SMALL", None))
+            if not contestant.trusted:
+                check_no_candidate_threads()
+        except Cheat as exc:
+            return ContestantResult(contestant.name, REJECTED, str(exc)), None
         except Exception as exc:
             self.cuda_broken |= _is_cuda_error(exc)
             reason = f"{type(exc).__name__}: {_first_line(exc)}"
             return ContestantResult(contestant.name, BUILD_ERROR, reason, source_traceback(exc, contestant.name)), None
-        result = self._check(contestant.name, model, request, expected, progress)
+        entry = Built(model, contestant.trusted, precision_settings())
+        result = self._check(contestant.name, entry, request, expected, progress, request.hypothesis_seed)
+        result.precision = describe_precision(self.defaults, entry.settings)
         if result.status != CORRECT:
             return result, None
         if contestant.trusted:
             self._trusted[digest] = model
-        return result, model
+        return result, entry
 
-    def _check(self, name: str, model: Any, request: JobRequest, expected, progress: Progress) -> ContestantResult:
+    def _after(self, name: str, result: ContestantResult, task_file: bytes, request: JobRequest) -> ContestantResult:
+        """The checks that follow any candidate code: clock, task file, numeric settings."""
+        try:
+            check_clocks()
+            if request.task.path.read_bytes() != task_file:
+                request.task.path.write_bytes(task_file)  # put the reference back for what follows
+                raise Cheat("it modified the task file (restored)")
+        except Cheat as exc:
+            restore_clocks()
+            self.tampered = True
+            result = ContestantResult(name, REJECTED, str(exc), precision=result.precision)
+        restore_precision(self.defaults)
+        return result
+
+    def _check(self, name, entry: Built, request, expected, progress, hypothesis_seed, trials=None) -> ContestantResult:
         """Run the model on Hypothesis input sets; the first failing set decides the verdict."""
+        trials = trials or request.trials
         order: dict[InputDraw, int] = {}  # Hypothesis replays a failing draw: count each once
         state: dict[str, Any] = {}
+        earlier: dict[str, Any] = {"output": None}
 
         def check(draw: InputDraw) -> None:
             state["set"], state["draw"] = order.setdefault(draw, len(order) + 1), draw
             progress(f"checking {name} on input set {state['set']} ({draw.describe()})", name)
-            inputs, want = expected.get(draw)
+            inputs = expected.inputs(draw)
             mine = [_to(x, request.device) for x in inputs]
             before = [x.clone() if isinstance(x, torch.Tensor) else x for x in mine]
-            got = model(*mine)
-            _synchronize(request.device)
+            restore_precision(entry.settings)
+            mark = len(self.threads.started)
+            got = entry.model(*mine)
+            # No device synchronize here: the comparison runs on the current stream, so
+            # work a candidate left on another stream without joining it shows as wrong.
+            # The reference runs only now, so its output for this set is not in memory
+            # while the candidate runs (nothing to find through gc).
+            want = expected.output(draw)
+            if not entry.trusted:
+                self.threads.check_since(mark)
+                check_fresh(got, want, mine, storages(earlier["output"]))
             compare(want, got, request.task.atol, request.task.rtol)
             for i, (x, y) in enumerate(zip(before, mine)):
                 if isinstance(x, torch.Tensor) and not torch.equal(x, y):
                     raise Mismatch(f"the candidate modified its input {i} in place")
+            earlier["output"] = got  # kept alive, so its memory cannot come back legitimately
 
         try:
-            for_each_draw(request.trials, request.hypothesis_seed, check)
+            for_each_draw(trials, hypothesis_seed, check)
         except BaseException as exc:  # Hypothesis may wrap the failure in an exception group
             exc = _first_failure(exc)
             where = (
-                f"input set {state['set']} of {request.trials} ({state['draw'].describe()}); "
-                f"Hypothesis seed {request.hypothesis_seed} reproduces it"
+                f"input set {state['set']} of {trials} ({state['draw'].describe()}); "
+                f"Hypothesis seed {hypothesis_seed} reproduces it"
                 if state
                 else "before the first input set"
             )
             if isinstance(exc, Mismatch):
                 return ContestantResult(name, INCORRECT, str(exc), where)
+            if isinstance(exc, Cheat):
+                return ContestantResult(name, REJECTED, str(exc), where)
             if not isinstance(exc, Exception):
                 raise exc
             self.cuda_broken |= _is_cuda_error(exc)
@@ -179,26 +247,28 @@ class Worker:
             return ContestantResult(name, RUNTIME_ERROR, reason, where + "\n" + source_traceback(exc, name))
         return ContestantResult(name, CORRECT)
 
-    def _time(self, models: dict[str, Any], module, request: JobRequest, reply: JobReply) -> None:
+    def _time(self, built: dict[str, Built], module, request: JobRequest, reply: JobReply) -> None:
         inputs = make_inputs(module, InputDraw(request.timing_seed))
         failed: list[str] = []
 
-        def timed(name: str, model: Any) -> Callable[[], Any]:
+        def timed(name: str, entry: Built) -> Callable[[], Any]:
             own = [_to(x, request.device) for x in inputs]
 
             def call() -> Any:
                 try:
-                    return model(*own)
+                    return entry.model(*own)
                 except Exception:
                     failed.append(name)
                     raise
 
             return call
 
-        calls = {name: timed(name, model) for name, model in models.items()}
+        calls = {name: timed(name, entry) for name, entry in built.items()}
+        settings = {name: (lambda e=entry: restore_precision(e.settings)) for name, entry in built.items()}
+        mark = len(self.threads.started)
         reference = "eager" if "eager" in calls else None
         try:
-            times = time_interleaved(calls, request.device, request.timing, reference)
+            times = time_interleaved(calls, request.device, request.timing, reference, settings)
         except Exception as exc:
             name = failed[-1] if failed else next(iter(calls))
             reply.results[name] = ContestantResult(
@@ -206,23 +276,54 @@ class Worker:
             )
             self.cuda_broken |= _is_cuda_error(exc)
             return
+        finally:
+            restore_precision(self.defaults)
         for name, rounds in times.items():
             reply.results[name].timing = summarize(rounds)
+        if len(self.threads.started) > mark:  # only candidate code is counted
+            for name, entry in built.items():
+                if not entry.trusted:
+                    reply.results[name] = ContestantResult(
+                        name, REJECTED, f"it started a thread while timed ({self.threads.started[mark]})"
+                    )
+
+    def _recheck(self, built, request, expected, reply, task_file, progress) -> None:
+        """Check untrusted contestants again after timing, on input sets never seen before:
+        a candidate that cached results or changed state while timed fails here."""
+        for name, entry in built.items():
+            if entry.trusted or reply.results[name].status != CORRECT:
+                continue
+            timing = reply.results[name].timing
+            result = self._check(name, entry, request, expected, progress, request.hypothesis_seed ^ 0x5EED, trials=2)
+            result = self._after(name, result, task_file, request)
+            if result.status != CORRECT:
+                result.reason = f"after timing, on new input sets: {result.reason}"
+                reply.results[name] = result
+            else:
+                reply.results[name].timing = timing
 
 
 class ExpectedOutputs:
-    """Reference outputs per input set, computed once per job on the reference's own copy."""
+    """Input sets and reference outputs per draw, each computed once per job, the
+    reference on its own copy of the inputs and under the default numeric settings."""
 
-    def __init__(self, module, reference, device: str):
-        self.module, self.reference, self.device = module, reference, device
-        self._cache: dict[InputDraw, tuple[list[Any], Any]] = {}
+    def __init__(self, module, reference, device: str, defaults: dict[str, Any]):
+        self.module, self.reference, self.device, self.defaults = module, reference, device, defaults
+        self._inputs: dict[InputDraw, list[Any]] = {}
+        self._outputs: dict[InputDraw, Any] = {}
 
-    def get(self, draw: InputDraw) -> tuple[list[Any], Any]:
-        if draw not in self._cache:
-            inputs = make_inputs(self.module, draw)
-            output = self.reference(*[_to(x, self.device) for x in inputs])
-            self._cache[draw] = (inputs, output)
-        return self._cache[draw]
+    def inputs(self, draw: InputDraw) -> list[Any]:
+        if draw not in self._inputs:
+            self._inputs[draw] = make_inputs(self.module, draw)
+        return self._inputs[draw]
+
+    def output(self, draw: InputDraw) -> Any:
+        if draw not in self._outputs:
+            current = precision_settings()
+            restore_precision(self.defaults)
+            self._outputs[draw] = self.reference(*[_to(x, self.device) for x in self.inputs(draw)])
+            restore_precision(current)
+        return self._outputs[draw]
 
 
 def _build(contestant: Contestant, request: JobRequest, init_inputs: list[Any], workdir: Path, small) -> Any:
@@ -249,11 +350,6 @@ def _to(x: Any, device: str) -> Any:
     # Always a copy (on the CPU `.to("cpu")` would return the same tensor): each
     # side gets inputs of its own, so a candidate that writes to them harms no one.
     return x.to(device, copy=True) if isinstance(x, torch.Tensor) else copy.deepcopy(x)
-
-
-def _synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def _first_failure(exc: BaseException) -> BaseException:

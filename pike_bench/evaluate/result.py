@@ -13,8 +13,10 @@ BUILD_ERROR = "build_error"
 RUNTIME_ERROR = "runtime_error"
 TIMEOUT = "timeout"
 CRASHED = "crashed"
+REJECTED = "rejected"  # broke a rule of the evaluator (a cheat, or the static screen)
+SUSPICIOUS = "suspicious"  # correct, but faster than is plausible: a person must look
 SKIPPED = "skipped"  # a baseline that does not apply here (graph on the CPU)
-STATUSES = (CORRECT, INCORRECT, BUILD_ERROR, RUNTIME_ERROR, TIMEOUT, CRASHED, SKIPPED)
+STATUSES = (CORRECT, INCORRECT, BUILD_ERROR, RUNTIME_ERROR, TIMEOUT, CRASHED, REJECTED, SUSPICIOUS, SKIPPED)
 
 
 @dataclass
@@ -51,6 +53,7 @@ class ContestantResult:
     reason: str = ""
     detail: str = ""
     timing: Timing | None = None
+    precision: str = ""  # numeric settings it changed, e.g. "matmul_tf32=True"
 
 
 @dataclass
@@ -67,6 +70,9 @@ class EvalResult:
     trials: int
     hypothesis_seed: int
     timing: Timing | None = None
+    languages: list[str] = field(default_factory=list)  # kernel languages: pytorch, triton, cuda, c++
+    precision: str = ""  # numeric settings the candidate changed, e.g. "matmul_tf32=True"
+    policy: str = "any"  # "any", or "custom-kernel": at least one Triton/CUDA/C++ kernel required
     baselines: dict[str, ContestantResult] = field(default_factory=dict)
     speedups: dict[str, Speedup] = field(default_factory=dict)
     seconds: float = 0.0

@@ -35,9 +35,17 @@ class TimingOptions:
 
 
 def time_interleaved(
-    calls: dict[str, Callable[[], Any]], device: str, options: TimingOptions, reference: str | None = None
+    calls: dict[str, Callable[[], Any]],
+    device: str,
+    options: TimingOptions,
+    reference: str | None = None,
+    prepare: dict[str, Callable[[], None]] | None = None,
 ) -> dict[str, list[float]]:
-    """Per-round times in ms of each call, rounds interleaved; stops early once tight."""
+    """Per-round times in ms of each call, rounds interleaved; stops early once tight.
+
+    ``prepare[name]`` runs before each of its calls, outside the timed region (it
+    puts the numeric settings that contestant chose in place)."""
+    prepare = prepare or {}
     import torch
 
     names = list(calls)
@@ -45,6 +53,7 @@ def time_interleaved(
     cuda = device.startswith("cuda")
     flush = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.float32, device=device) if cuda and options.l2_flush else None
     for name in names:
+        prepare.get(name, _nothing)()
         for _ in range(options.warmup):
             calls[name]()
     if cuda:
@@ -54,6 +63,7 @@ def time_interleaved(
     for round_index in range(options.max_rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
+            prepare.get(name, _nothing)()
             if flush is not None:
                 flush.zero_()
             times[name].append(_time_call(calls[name], cuda))
@@ -67,6 +77,10 @@ def time_interleaved(
                 break
             next_check = max(done + 10, int(done * 1.25))
     return times
+
+
+def _nothing() -> None:
+    pass
 
 
 def _time_call(call: Callable[[], Any], cuda: bool) -> float:

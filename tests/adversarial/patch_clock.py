@@ -1,6 +1,11 @@
-# Right output, but computed by overwriting its input.
+# expect: rejected: static screen: line 8: replaces time.perf_counter
+# Cheat: stops the clock the harness times with.
+import time
+
 import torch
 import torch.nn as nn
+
+time.perf_counter = lambda: 0.0
 
 
 class ModelNew(nn.Module):
@@ -10,6 +15,4 @@ class ModelNew(nn.Module):
         self.fc2 = nn.Linear(hidden, out_features)
 
     def forward(self, x):
-        out = self.fc2(torch.relu(self.fc1(x)))
-        x.zero_()
-        return out
+        return self.fc2(torch.relu(self.fc1(x)))

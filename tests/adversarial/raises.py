@@ -1,3 +1,4 @@
+# expect: runtime_error: mat1 and mat2 shapes cannot be multiplied
 # Fails at run time with a readable error on line 12.
 import torch
 import torch.nn as nn

@@ -1,6 +1,12 @@
-# Honest: the reference's computation, written again.
+# expect: rejected: replaced the harness's clock: time.perf_counter
+# Cheat: stops the clock through an alias the static screen does not follow; the runtime check does.
+import time as clocks
+
 import torch
 import torch.nn as nn
+
+frozen = clocks
+frozen.perf_counter = lambda: 0.0
 
 
 class ModelNew(nn.Module):

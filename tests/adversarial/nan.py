@@ -1,4 +1,5 @@
-# Right only for inputs whose values are mostly positive (wrong on sign-flipped sets).
+# expect: incorrect: NaN where the reference has a number
+# Right values except one NaN.
 import torch
 import torch.nn as nn
 
@@ -11,4 +12,5 @@ class ModelNew(nn.Module):
 
     def forward(self, x):
         out = self.fc2(torch.relu(self.fc1(x)))
-        return out if x.sum() > 0 else out + 1.0
+        out[0, 1] = float("nan")
+        return out

@@ -1,4 +1,7 @@
-# Right values except one NaN.
+# expect: correct
+# Honest twin of patch_clock: reads the clock, changes nothing.
+import time
+
 import torch
 import torch.nn as nn
 
@@ -8,8 +11,7 @@ class ModelNew(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(in_features, hidden)
         self.fc2 = nn.Linear(hidden, out_features)
+        self.calls_since = time.perf_counter()
 
     def forward(self, x):
-        out = self.fc2(torch.relu(self.fc1(x)))
-        out[0, 1] = float("nan")
-        return out
+        return self.fc2(torch.relu(self.fc1(x)))

@@ -1,3 +1,4 @@
+# expect: build_error: SyntaxError
 import torch
 
 

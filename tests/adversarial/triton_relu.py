@@ -1,3 +1,4 @@
+# expect: correct
 # The ReLU between the two layers as a Triton kernel (runs in Triton's interpreter on the CPU).
 import torch
 import torch.nn as nn

@@ -1,3 +1,5 @@
+# task: 2_TinyConvBN
+# expect: correct
 # For 2_TinyConvBN: BatchNorm always with running statistics (right in eval mode only).
 import torch
 import torch.nn as nn

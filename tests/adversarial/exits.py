@@ -1,3 +1,4 @@
+# expect: crashed: exited with code 7
 # Ends the process it runs in.
 import os
 import torch.nn as nn

@@ -1,3 +1,4 @@
+# expect: build_error: defines no ModelNew
 # Defines the model under another name.
 import torch.nn as nn
 

@@ -1,3 +1,4 @@
+# expect: build_error: ModuleNotFoundError
 # Imports a module that does not exist.
 import torch
 import kernels_that_do_not_exist

@@ -1,0 +1,14 @@
+# expect: incorrect: shape (4, 5), expected (4, 4)
+# Returns one column too many.
+import torch
+import torch.nn as nn
+
+
+class ModelNew(nn.Module):
+    def __init__(self, in_features, hidden, out_features):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc2 = nn.Linear(hidden, out_features + 1)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
