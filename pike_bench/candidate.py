@@ -68,5 +68,44 @@ def source_traceback(exc: BaseException, path_fragment: str, limit: int = 6) -> 
     return "\n".join(lines + [_clip(message, 1500)])
 
 
+# gcc/clang: "path:12:5: error: msg"; nvcc: "path(12): error: msg"
+COMPILER_ERROR = re.compile(r"^(?P<path>/\S+?)(?::(?P<line>\d+):\d+:|\((?P<nvline>\d+)\):) (?:fatal )?error: (?P<msg>.*)$")
+
+
+def compile_errors(message: str, source: str, limit: int = 5) -> list[str]:
+    """Compiler errors in a build log, each placed on the line of the candidate's own
+    source that holds the offending code (load_inline writes that code to files of
+    its own, with lines added before it)."""
+    found = []
+    for match in map(COMPILER_ERROR.match, message.splitlines()):
+        if match is None:
+            continue
+        number = int(match["line"] or match["nvline"])
+        code = _line_of(Path(match["path"]), number)
+        where = _find_line(source, code)
+        place = f"candidate line {where}" if where else f"{Path(match['path']).name}:{number}"
+        found.append(f"{place}: error: {match['msg'].strip()}" + (f"\n    {code}" if code else ""))
+        if len(found) == limit:
+            break
+    return found
+
+
+def _line_of(path: Path, number: int) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return lines[number - 1].strip() if 0 < number <= len(lines) else ""
+
+
+def _find_line(source: str, code: str) -> int | None:
+    if not code:
+        return None
+    for index, line in enumerate(source.splitlines(), start=1):
+        if line.strip() == code:
+            return index
+    return None
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit // 2] + "\n  ...\n" + text[-limit // 2 :]

@@ -114,3 +114,15 @@ def test_small_size_may_hold_objects_of_the_tasks_own_classes(cpu_evaluator):
     source = (DATA / "level0" / "5_ConfigObject.py").read_text() + "\nModelNew = Model\n"
     result = cpu_evaluator.evaluate(task, source)
     assert result.status == "correct", result.reason
+
+
+def test_cpp_candidates_build_with_load_inline_and_compile_errors_point_at_the_candidate(tiny_task):
+    cpp = DATA / "cpp"
+    with Evaluator("cpu", trials=2, timeout=300, timing=FAST_TIMING, baselines=()) as evaluator:
+        good = evaluator.evaluate(tiny_task, (cpp / "relu_cpp.py").read_text())
+        bad = evaluator.evaluate(tiny_task, (cpp / "compile_error.py").read_text())
+    assert (good.status, good.languages) == ("correct", ["c++"]), good.reason
+    assert bad.status == "build_error"
+    assert bad.reason.startswith("compile error: candidate line 8: error: ")  # the compiler's quotes vary by locale
+    assert "undefined_name" in bad.reason and "was not declared" in bad.reason
+    assert "return x.clamp_min(0) + undefined_name;" in bad.detail

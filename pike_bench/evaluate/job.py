@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from pike_bench.candidate import import_source, source_traceback
+from pike_bench.candidate import compile_errors, import_source, source_traceback
 from pike_bench.evaluate.check import Mismatch, compare
 from pike_bench.evaluate.defenses import (
     CANDIDATE_FILES,
@@ -171,8 +171,7 @@ class Worker:
             return ContestantResult(contestant.name, REJECTED, str(exc)), None
         except Exception as exc:
             self.cuda_broken |= _is_cuda_error(exc)
-            reason = f"{type(exc).__name__}: {_first_line(exc)}"
-            return ContestantResult(contestant.name, BUILD_ERROR, reason, source_traceback(exc, contestant.name)), None
+            return self._build_error(contestant, exc), None
         entry = Built(model, contestant.trusted, precision_settings())
         result = self._check(contestant.name, entry, request, expected, progress, request.hypothesis_seed)
         result.precision = describe_precision(self.defaults, entry.settings)
@@ -181,6 +180,18 @@ class Worker:
         if contestant.trusted:
             self._trusted[digest] = model
         return result, entry
+
+    def _build_error(self, contestant: Contestant, exc: Exception) -> ContestantResult:
+        trace = source_traceback(exc, self._own_files(contestant.name))
+        errors = compile_errors(str(exc), contestant.source)
+        if errors:  # a C++/CUDA build: the compiler's words, on the candidate's lines
+            return ContestantResult(contestant.name, BUILD_ERROR, f"compile error: {errors[0].splitlines()[0]}",
+                                    "\n".join(errors))
+        return ContestantResult(contestant.name, BUILD_ERROR, f"{type(exc).__name__}: {_first_line(exc)}", trace)
+
+    def _own_files(self, name: str) -> str:
+        """The start of the path of a contestant's source file (for its traceback frames)."""
+        return str(self.workdir / f"{name}_")
 
     def _after(self, name: str, result: ContestantResult, task_file: bytes, request: JobRequest) -> ContestantResult:
         """The checks that follow any candidate code: clock, task file, numeric settings."""
@@ -244,7 +255,7 @@ class Worker:
                 raise exc
             self.cuda_broken |= _is_cuda_error(exc)
             reason = f"{type(exc).__name__}: {_first_line(exc)}"
-            return ContestantResult(name, RUNTIME_ERROR, reason, where + "\n" + source_traceback(exc, name))
+            return ContestantResult(name, RUNTIME_ERROR, reason, where + "\n" + source_traceback(exc, self._own_files(name)))
         return ContestantResult(name, CORRECT)
 
     def _time(self, built: dict[str, Built], module, request: JobRequest, reply: JobReply) -> None:
