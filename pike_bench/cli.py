@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--compile-mode", choices=COMPILE_MODES, default="default")
     run.add_argument("--no-l2-flush", action="store_true", help="do not flush the GPU's L2 cache before each timed call")
     run.add_argument("--no-baselines", action="store_true", help="check the candidate only; time no baseline")
+    run.add_argument("--suspicious-over", type=float, default=10.0, metavar="X",
+                     help="a speedup over eager above X is flagged suspicious, not correct (default 10)")
+    run.add_argument("--require-custom-kernel", action="store_true",
+                     help="policy: reject candidates without a Triton, CUDA or C++ kernel")
     run.add_argument("--json", action="store_true", help="print the EvalResult as JSON")
     return parser
 
@@ -98,6 +102,8 @@ def eval_candidate(args: argparse.Namespace) -> int:
         timing=TimingOptions(max_seconds=args.max_time, l2_flush=not args.no_l2_flush),
         baselines=() if args.no_baselines else ("eager", "compile", "graph"),
         compile_mode=args.compile_mode,
+        suspicious_over=args.suspicious_over,
+        require_custom_kernel=args.require_custom_kernel,
     ) as evaluator:
         result = evaluator.evaluate(task, source, hypothesis_seed=args.seed)
     if args.json:
@@ -108,7 +114,9 @@ def eval_candidate(args: argparse.Namespace) -> int:
             + (f": {result.reason}" if result.reason else "")
             + f"\n  {result.device} ({result.device_name}), torch {result.torch_version}, size {result.size}, "
             f"mode {result.mode}, {result.trials} input sets, Hypothesis seed {result.hypothesis_seed}, "
-            f"{result.seconds:.1f} s"
+            f"{result.seconds:.1f} s\n  kernels: {', '.join(result.languages)}"
+            + (f"; precision changed: {result.precision}" if result.precision else "")
+            + (f"; policy: {result.policy}" if result.policy != "any" else "")
         )
         if result.detail:
             print("  " + result.detail.replace("\n", "\n  "))

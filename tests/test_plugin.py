@@ -15,7 +15,8 @@ pytest_plugins = ["pytester"]
 @pytest.fixture
 def suite(pytester):
     """A project with the real suite module and a tasks folder: two tasks, one broken file."""
-    shutil.copy(ROOT / "kernelbench_tasks" / "test_suite.py", pytester.path / "test_suite.py")
+    # Another name than the real module: this test session may have imported that one already.
+    shutil.copy(ROOT / "kernelbench_tasks" / "test_suite.py", pytester.path / "test_copied_suite.py")
     tasks = pytester.path / "tasks" / "level0"
     tasks.mkdir(parents=True)
     shutil.copy(DATA / "level0" / "1_TinyMLP.py", tasks)

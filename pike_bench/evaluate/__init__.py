@@ -78,6 +78,7 @@ class Evaluator:
         compile_mode: str = "default",
         suspicious_over: float = 10.0,
         require_custom_kernel: bool = False,
+        defenses: bool = True,
     ):
         self.device = device or default_device()
         self.size = size or ("full" if self.device.startswith("cuda") else "small")
@@ -87,6 +88,7 @@ class Evaluator:
         self.compile_mode = compile_mode
         self.suspicious_over = suspicious_over
         self.policy = "custom-kernel" if require_custom_kernel else "any"
+        self.defenses = defenses  # off only to measure their cost
         self.worker = WorkerProcess(self.device)
 
     def __enter__(self) -> "Evaluator":
@@ -117,6 +119,7 @@ class Evaluator:
             trials=self.trials,
             hypothesis_seed=secrets.randbelow(2**31) if hypothesis_seed is None else hypothesis_seed,
             timing=self.timing,
+            defenses=self.defenses,
         )
         blamed: dict[str, ContestantResult] = {}
         while True:
@@ -151,7 +154,7 @@ class Evaluator:
     def evaluate(self, task: Task, candidate_source: str, hypothesis_seed: int | None = None) -> EvalResult:
         started = time.perf_counter()
         screened = screen(candidate_source)
-        refusal = self._refusal(screened)
+        refusal = self._refusal(screened) if self.defenses else None
         if refusal:
             reply = self._reply_without_worker()
             reply.results[CANDIDATE] = refusal

@@ -72,6 +72,7 @@ class JobRequest:
     weight_seed: int = 0
     timing_seed: int = 2**31 - 1  # no Hypothesis draw is timed: timing uses its own set
     timing: TimingOptions | None = field(default_factory=TimingOptions)  # None: check only
+    defenses: bool = True  # off only to measure what they cost (benchmarks/adversarial.py)
 
 
 @dataclass
@@ -149,7 +150,8 @@ class Worker:
             if request.timing is not None and built and not self.cuda_broken:
                 progress(f"timing {', '.join(built)}", "")
                 self._time(built, module, request, reply)
-                self._recheck(built, request, expected, reply, task_file, progress)
+                if request.defenses:
+                    self._recheck(built, request, expected, reply, task_file, progress)
         restore_precision(self.defaults)
         # A rule broken (a thread left running, a patched function) leaves this process
         # unclean for the next candidate: start a fresh worker.
@@ -228,7 +230,7 @@ class Worker:
             # The reference runs only now, so its output for this set is not in memory
             # while the candidate runs (nothing to find through gc).
             want = expected.output(draw)
-            if not entry.trusted:
+            if not entry.trusted and request.defenses:
                 self.threads.check_since(mark)
                 check_fresh(got, want, mine, storages(earlier["output"]))
             compare(want, got, request.task.atol, request.task.rtol)
