@@ -38,3 +38,10 @@ def test_bfloat16_has_a_wider_default_and_a_task_can_set_its_own():
 def test_integer_outputs_must_match_exactly():
     with pytest.raises(Mismatch, match="expected 3, got 4"):
         compare(torch.tensor([1, 2, 3]), torch.tensor([1, 2, 4]))
+
+
+def test_tiny_outputs_must_be_right_as_a_whole_not_only_within_atol():
+    expected = torch.full((100,), 1e-21)
+    with pytest.raises(Mismatch, match="off as a whole: relative error 1 > rtol=0.01"):
+        compare(expected, torch.zeros(100))
+    compare(expected, expected * (1 + 1e-4))

@@ -24,6 +24,7 @@ import time
 from typing import Any, Iterable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from pike_bench.evaluate.check import Mismatch
@@ -149,3 +150,40 @@ def restore_precision(settings: dict[str, Any]) -> None:
 def describe_precision(before: dict[str, Any], after: dict[str, Any]) -> str:
     """What a candidate changed, e.g. 'matmul_tf32=True, float32_matmul_precision=high'."""
     return ", ".join(f"{key}={after[key]}" for key in before if after[key] != before[key])
+
+
+# Ops whose input dtype is the precision a model computes in (matrix products, convolutions, attention).
+HEAVY_OPS = {
+    "mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "convolution", "_convolution", "cudnn_convolution",
+    "mkldnn_convolution", "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention_for_cpu", "_cudnn_rnn",
+}
+
+
+class HeavyOpDtypes(TorchDispatchMode):
+    """Records the floating-point dtypes that reach matrix products and convolutions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in HEAVY_OPS:
+            for value in tree_flatten((args, kwargs))[0]:
+                if isinstance(value, torch.Tensor) and value.is_floating_point():
+                    self.dtypes.add(str(value.dtype).removeprefix("torch."))
+        return func(*args, **(kwargs or {}))
+
+
+def heavy_op_dtypes(model: Any, inputs: list[Any]) -> set[str] | None:
+    """The dtypes a model's matrix products and convolutions see on these inputs (None:
+    it could not be observed, e.g. a compiled graph that refuses the dispatch mode).
+    Custom Triton and CUDA kernels are invisible here; their precision shows only
+    through the tolerance check."""
+    recorder = HeavyOpDtypes()
+    try:
+        with recorder:
+            model(*inputs)
+    except Exception:
+        return None
+    return recorder.dtypes

@@ -26,6 +26,7 @@ from pike_bench.evaluate.defenses import (
     check_fresh,
     check_no_candidate_threads,
     describe_precision,
+    heavy_op_dtypes,
     precision_settings,
     restore_clocks,
     restore_precision,
@@ -179,9 +180,26 @@ class Worker:
         result.precision = describe_precision(self.defaults, entry.settings)
         if result.status != CORRECT:
             return result, None
+        if not contestant.trusted:
+            result.precision = self._precision(entry, expected, request, result.precision)
         if contestant.trusted:
             self._trusted[digest] = model
         return result, entry
+
+    def _precision(self, entry: Built, expected: "ExpectedOutputs", request: JobRequest, settings: str) -> str:
+        """What precision the candidate computes in, next to the reference's: global
+        settings it changed, and the dtypes its matrix products and convolutions see."""
+        draw = InputDraw(request.timing_seed ^ 1)
+        restore_precision(entry.settings)
+        mine = heavy_op_dtypes(entry.model, [_to(x, request.device) for x in expected.inputs(draw)])
+        restore_precision(self.defaults)
+        theirs = heavy_op_dtypes(expected.reference, [_to(x, request.device) for x in expected.inputs(draw)])
+        notes = [settings] if settings else []
+        if mine is None:
+            notes.append("matmul/conv dtypes not observable")
+        elif theirs is not None and mine != theirs:
+            notes.append(f"matmul/conv dtypes {', '.join(sorted(mine)) or 'none'} (reference: {', '.join(sorted(theirs))})")
+        return "; ".join(notes)
 
     def _build_error(self, contestant: Contestant, exc: Exception) -> ContestantResult:
         trace = source_traceback(exc, self._own_files(contestant.name))

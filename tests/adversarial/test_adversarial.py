@@ -104,3 +104,10 @@ def test_policy_can_require_a_custom_kernel_and_languages_are_reported():
     assert (plain.status, plain.languages, plain.policy) == ("rejected", ["pytorch"], "custom-kernel")
     assert plain.reason.startswith("policy: at least one custom kernel")
     assert (triton.status, triton.languages) == ("correct", ["triton"])
+
+
+def test_lower_precision_inside_the_tolerance_is_recorded(evaluator):
+    task = task_from_file(DATA / "1_TinyMLP.py")
+    result = evaluator.evaluate(task, (HERE / "precision_bf16.py").read_text(), hypothesis_seed=3)
+    assert result.status == "correct"
+    assert result.precision == "matmul/conv dtypes bfloat16, float32 (reference: float32)"
