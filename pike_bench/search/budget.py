@@ -1,0 +1,65 @@
+"""The budget of an optimization: LLM queries and dollars, never exceeded.
+
+A request reserves its query (and an upper bound of its cost) before it is sent and
+settles the actual cost when the reply comes, so that requests in flight together
+can never take the run past its budget. EFA queries count like any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# A safe upper bound of tokens per character of prompt (English and code run 3-4
+# characters per token; fewer characters per token would mean more tokens).
+TOKENS_PER_CHAR_BOUND = 0.5
+
+
+@dataclass
+class Budget:
+    queries: int | None = None  # None: no limit on queries
+    dollars: float | None = None  # None: no limit on dollars
+    spent_queries: int = 0
+    spent_dollars: float = 0.0
+    reserved_queries: int = 0
+    reserved_dollars: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.queries is None and self.dollars is None:
+            raise ValueError("a budget needs a number of queries, dollars, or both")
+
+    def try_reserve(self, worst_case_dollars: float = 0.0) -> bool:
+        """Reserve one query; False when it could take the run past its budget."""
+        if self.queries is not None and self.spent_queries + self.reserved_queries + 1 > self.queries:
+            return False
+        if self.dollars is not None:
+            if self.spent_dollars + self.reserved_dollars + worst_case_dollars > self.dollars:
+                return False
+        self.reserved_queries += 1
+        self.reserved_dollars += worst_case_dollars
+        return True
+
+    def settle(self, worst_case_dollars: float, dollars: float) -> None:
+        """The reserved query was sent and answered (or failed after it was paid for)."""
+        self.reserved_queries -= 1
+        self.reserved_dollars -= worst_case_dollars
+        self.spent_queries += 1
+        self.spent_dollars += dollars
+
+    def release(self, worst_case_dollars: float) -> None:
+        """The reserved query was never sent (or was answered from the record: no charge)."""
+        self.reserved_queries -= 1
+        self.reserved_dollars -= worst_case_dollars
+
+    @property
+    def exhausted(self) -> bool:
+        return not self._room_for(0.0)
+
+    def _room_for(self, dollars: float) -> bool:
+        queries_left = self.queries is None or self.spent_queries + self.reserved_queries < self.queries
+        dollars_left = self.dollars is None or self.spent_dollars + self.reserved_dollars + dollars < self.dollars
+        return queries_left and dollars_left
+
+
+def worst_case_dollars(prompt_chars: int, max_tokens: int, input_per_mtok: float, output_per_mtok: float) -> float:
+    tokens_in = prompt_chars * TOKENS_PER_CHAR_BOUND
+    return (tokens_in * input_per_mtok + max_tokens * output_per_mtok) / 1e6

@@ -1,0 +1,154 @@
+"""Strategies on a deterministic evaluator stub whose scores are known, and budgets."""
+
+import asyncio
+
+import pytest
+
+from pike_bench.llm.base import ProposerError, Reply, Request
+from pike_bench.llm.prompts import parse_ideas
+from pike_bench.llm.replay import ReplayProposer, reply_record
+from pike_bench.search.agents import Agents, Outcome
+from pike_bench.search.budget import Budget
+from pike_bench.search.pike_b import PikeBConfig, pike_b
+from pike_bench.search.pike_o import PikeOConfig, Population, pike_o, sample_parents
+from pike_bench.search.presets import PRESETS, preset
+
+
+class ScriptedProposer:
+    """Answers with a program named by a counter; 'broken' programs every `broken_every`."""
+
+    name = "scripted"
+
+    def __init__(self, broken_every=0, dollars=0.0):
+        self.requests: list[Request] = []
+        self.broken_every, self.dollars = broken_every, dollars
+
+    async def propose(self, request: Request) -> Reply:
+        self.requests.append(request)
+        n = len(self.requests)
+        if request.role == "iba":
+            return Reply("1. fuse the epilogue\n2. capture a CUDA graph\n3. use bf16", "m")
+        broken = self.broken_every and n % self.broken_every == 0 and request.role == "optimizer"
+        code = "BROKEN" if broken else f"speed = {n}"
+        return Reply(f"```python\n# ModelNew\n{code}\n```", "m", 100, 100, self.dollars)
+
+    async def aclose(self):
+        pass
+
+
+async def stub_evaluate(source: str) -> Outcome:
+    """Known scores: 'speed = n' runs in 100/n ms (later programs are faster); BROKEN fails."""
+    if "BROKEN" in source:
+        return Outcome("incorrect", reason="output differs")
+    n = int(source.split("speed = ")[1].split()[0])
+    return Outcome("correct", runtime_ms=100.0 / n, speedup=n / 10)
+
+
+def agents_for(proposer, budget):
+    return Agents(proposer, budget, stub_evaluate, "level0/1_Tiny", "class Model: ...", device="cpu")
+
+
+@pytest.mark.parametrize("queries", [1, 7, 23])
+def test_pike_b_stops_exactly_at_the_query_budget(queries):
+    proposer = ScriptedProposer(broken_every=3)
+    agents = agents_for(proposer, Budget(queries=queries))
+    asyncio.run(pike_b(agents, PikeBConfig(per_round=4, top_k=2, fix_attempts=1)))
+    assert len(proposer.requests) == queries  # EFA and IBA queries count too
+    assert agents.budget.spent_queries == queries
+
+
+def test_dollar_budget_is_never_exceeded_even_with_requests_in_flight():
+    proposer = ScriptedProposer(dollars=0.3)
+    agents = agents_for(proposer, Budget(dollars=2.0))
+    agents.worst_case = lambda request: 0.3  # an exact upper bound here
+    asyncio.run(pike_b(agents, PikeBConfig(per_round=8, iba=False)))
+    assert agents.budget.spent_dollars <= 2.0
+    assert len(proposer.requests) == 6
+
+
+def test_pike_b_seeds_each_round_with_the_top_k_by_runtime_and_fixes_failures():
+    proposer = ScriptedProposer(broken_every=4)
+    agents = agents_for(proposer, Budget(queries=40))
+    asyncio.run(pike_b(agents, PikeBConfig(per_round=4, top_k=2, fix_attempts=1, iba=True, max_rounds=2)))
+    first_round = [r for r in proposer.requests if r.slot.startswith("r0/") and r.role == "optimizer"]
+    second_round = [r for r in proposer.requests if r.slot.startswith("r1/") and r.role == "optimizer"]
+    assert all(r.parent == "" for r in first_round)  # round 0 starts from the reference
+    assert "fuse the epilogue" in first_round[0].prompt  # with the IBA's ideas
+    round0 = [s for s in agents.history if s.round == 0 and s.correct]
+    top2 = sorted(round0, key=lambda s: s.runtime)[:2]
+    assert {r.parent for r in second_round} == {s.source for s in top2}
+    fixes = [r for r in proposer.requests if r.role == "efa"]
+    assert fixes and all(r.slot.endswith("/fix1") and "BROKEN" in r.parent for r in fixes)
+
+
+def test_no_iba_preset_sends_no_brainstorming_query():
+    proposer = ScriptedProposer()
+    asyncio.run(pike_b(agents_for(proposer, Budget(queries=5)), preset("pike-b-no-iba")))
+    assert all(r.role != "iba" for r in proposer.requests)
+
+
+def test_pike_o_sampling_follows_the_ratios():
+    islands = [[], []]
+    agents = agents_for(ScriptedProposer(), Budget(queries=1))
+    for n in range(1, 11):
+        scored = asyncio.run(agents.score(Reply(f"```python\n# ModelNew\nspeed = {n}\n```", "m"), "optimizer", f"x{n}"))
+        islands[n % 2].append(scored)
+    population = Population(islands)
+    import random
+
+    exploit_only = PikeOConfig(explore=0.0, exploit=1.0, elite=0.0, crossover=0.0, elite_size=1)
+    picks = {sample_parents(random.Random(i), exploit_only, population, 0)[0].number for i in range(50)}
+    assert picks == {population.correct(0)[0].number}  # exploit with one elite: always the island's best
+    explore = PikeOConfig(explore=1.0, exploit=0.0, elite=0.0, crossover=0.0)
+    picks = {sample_parents(random.Random(i), explore, population, 0)[0].number for i in range(200)}
+    assert picks == {s.number for s in islands[0]}  # explore: any program of the island
+    crossover = PikeOConfig(crossover=1.0, parents_for_crossover=2, explore=1.0, exploit=0.0, elite=0.0)
+    assert len(sample_parents(random.Random(3), crossover, population, 1)) == 2
+
+
+def test_pike_o_runs_islands_migrates_and_stops_at_the_budget():
+    proposer = ScriptedProposer(broken_every=5)
+    agents = agents_for(proposer, Budget(queries=30))
+    asyncio.run(pike_o(agents, PikeOConfig(islands=3, per_generation=3, migration_interval=1, fix_attempts=1)))
+    assert len(proposer.requests) == 30
+    assert {s.island for s in agents.history if s.agent == "optimizer"} == {0, 1, 2}
+    again = ScriptedProposer(broken_every=5)
+    asyncio.run(pike_o(agents_for(again, Budget(queries=30)),
+                       PikeOConfig(islands=3, per_generation=3, migration_interval=1, fix_attempts=1)))
+    assert [r.slot for r in again.requests] == [r.slot for r in proposer.requests]  # same questions, same places
+
+
+def test_every_preset_is_a_valid_config():
+    assert {"pike-b", "pike-b-no-iba", "pike-o", "pike-o-mut-1isl-eo"} <= set(PRESETS)
+    assert preset("pike-o-mut-1isl").islands == 1 and preset("pike-o-mut").crossover == 0.0
+    with pytest.raises(ValueError, match="unknown strategy"):
+        preset("pike-x")
+
+
+def test_a_reply_without_code_is_a_build_error_and_the_search_goes_on():
+    class Chatty(ScriptedProposer):
+        async def propose(self, request):
+            self.requests.append(request)
+            return Reply("I would use a CUDA graph here.", "m")
+
+    agents = agents_for(Chatty(), Budget(queries=3))
+    asyncio.run(pike_b(agents, PikeBConfig(per_round=3, iba=False, fix_attempts=0)))
+    assert [s.outcome.status for s in agents.history] == ["build_error"] * 3
+    assert "no ```python code block" in agents.history[0].outcome.reason
+
+
+def test_replay_answers_by_slot_then_in_order(tmp_path):
+    request = Request(role="optimizer", system="", prompt="p", task_id="t", slot="r0/s0")
+    path = tmp_path / "replies.jsonl"
+    path.write_text(reply_record(request, Reply("first", "m")) + "\n"
+                    + '{"task_id": "t", "role": "optimizer", "text": "second"}\n')
+    proposer = ReplayProposer(path)
+    assert asyncio.run(proposer.propose(request)).text == "first"
+    other = Request(role="optimizer", system="", prompt="p", task_id="t", slot="r0/s1")
+    assert asyncio.run(proposer.propose(other)).text == "second"
+    with pytest.raises(ProposerError, match="no recorded reply for t optimizer r0/s2"):
+        asyncio.run(proposer.propose(Request(role="optimizer", system="", prompt="", task_id="t", slot="r0/s2")))
+
+
+def test_parse_ideas_reads_numbered_lines():
+    assert parse_ideas("Ideas:\n1. fuse\n2. graph it\nnot an idea\n3. ") == ["fuse", "graph it"]
