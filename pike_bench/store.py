@@ -1,0 +1,454 @@
+"""The record of optimization runs, and what makes a run resumable.
+
+One SQLite file holds every run: its LLM calls, the candidates they produced and the
+evaluations of those candidates. Every write is committed before the call returns, so
+an interrupted run (Ctrl-C, a killed process, a dead worker) loses at most the write
+that was in flight, and rerunning the same command resumes from the record:
+
+- replies are looked up by (run, task, slot): strategies name every request with a
+  slot ("r2/s5", "r2/s5/fix1") that is the same on a rerun, so a recorded reply is
+  replayed instead of paid for again;
+- evaluations are looked up by (run, task, sha256 of the candidate source);
+- ``spent()`` gives the queries and dollars already recorded, where the budget resumes.
+
+    with Store("runs.sqlite") as store:
+        run_id = store.start_run("pike-level3-claude", {"budget": 300})
+        reply = store.recorded_reply(run_id, task_id, slot)
+        if reply is None:
+            reply = await proposer.propose(request)
+            store.record_llm_call(run_id, task_id, slot, request, reply)
+
+All SQL of the project lives in this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from pike_bench.llm.base import Reply, Request
+
+if TYPE_CHECKING:  # only the type: importing the evaluator package pulls in torch
+    from pike_bench.evaluate.result import EvalResult
+
+SCHEMA_VERSION = 1
+
+# Baselines whose speedups get their own columns, so reports can sort and filter on them
+# in SQL; every speedup is also in the result JSON.
+SPEEDUP_COLUMNS = ("eager", "compile", "graph")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY,
+    key         TEXT NOT NULL UNIQUE,   -- the caller's name for the run: same command, same key
+    config      TEXT NOT NULL,          -- JSON, as given at the first start
+    starts      INTEGER NOT NULL DEFAULT 1,  -- 1 + the number of resumes
+    started_at  REAL NOT NULL,
+    resumed_at  REAL,
+    finished_at REAL
+);
+
+CREATE TABLE IF NOT EXISTS llm_calls (
+    id            INTEGER PRIMARY KEY,
+    run_id        INTEGER NOT NULL REFERENCES runs(id),
+    task_id       TEXT NOT NULL,
+    slot          TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    request_model TEXT NOT NULL,        -- as asked ("" is the proposer's default)
+    request_hash  TEXT NOT NULL,        -- sha256 of role, model, system, prompt
+    system        TEXT NOT NULL,
+    prompt        TEXT NOT NULL,
+    max_tokens    INTEGER NOT NULL,
+    reply_text    TEXT NOT NULL,
+    reply_model   TEXT NOT NULL,        -- as answered
+    input_tokens  INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    dollars       REAL NOT NULL,
+    seconds       REAL NOT NULL,
+    meta          TEXT NOT NULL,        -- JSON
+    created_at    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS llm_calls_by_slot ON llm_calls (run_id, task_id, slot, request_hash);
+
+CREATE TABLE IF NOT EXISTS candidates (
+    id          INTEGER PRIMARY KEY,
+    run_id      INTEGER NOT NULL REFERENCES runs(id),
+    task_id     TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    source_hash TEXT NOT NULL,          -- sha256 of source
+    parent_ids  TEXT NOT NULL,          -- JSON list of candidate ids
+    island      INTEGER,
+    round       INTEGER,
+    agent       TEXT NOT NULL,
+    slot        TEXT NOT NULL,
+    llm_call_id INTEGER REFERENCES llm_calls(id),
+    created_at  REAL NOT NULL,
+    UNIQUE (run_id, task_id, source_hash, slot)  -- also the index of the lookup by source
+);
+
+CREATE TABLE IF NOT EXISTS evaluations (
+    id           INTEGER PRIMARY KEY,
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id),
+    status       TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    detail       TEXT NOT NULL,
+    candidate_ms REAL,                  -- median; NULL when it was not timed
+    {", ".join(f"speedup_{b} REAL, speedup_{b}_low REAL, speedup_{b}_high REAL" for b in SPEEDUP_COLUMNS)},
+    result       TEXT NOT NULL,         -- EvalResult.to_dict() as JSON
+    created_at   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evaluations_by_candidate ON evaluations (candidate_id);
+"""
+
+# The latest evaluation of each candidate: a candidate evaluated again is judged by its newest result.
+_LATEST_EVALUATION = "e.id = (SELECT MAX(id) FROM evaluations WHERE candidate_id = c.id)"
+
+
+class StoreError(Exception):
+    """The file cannot be used as a store (e.g. it was written by a newer pike-bench)."""
+
+
+def source_hash(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def request_hash(request: Request) -> str:
+    """What a reply answered: the role, model, system text and prompt of its request.
+
+    The other fields (max_tokens, task bookkeeping) do not change what was asked."""
+    asked = json.dumps([request.role, request.model, request.system, request.prompt])
+    return hashlib.sha256(asked.encode("utf-8")).hexdigest()
+
+
+class Store:
+    """One SQLite file in WAL mode; every write is committed before the method returns.
+
+    One connection, shared by the threads and tasks of one process: asyncio code that
+    hands writes to threads (``asyncio.to_thread``) goes through the lock, so a write and
+    its commit are never interleaved with another's.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        # isolation_level=None: autocommit, so a single statement is committed when it
+        # returns; statements that belong together go through _transaction().
+        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        try:
+            with self._lock:
+                self._configure()
+                self._migrate()
+        except BaseException:
+            self._db.close()  # a refused file is not left open
+            raise
+
+    def _configure(self) -> None:
+        # WAL: readers (a report while the run goes on) do not block the writer, and a
+        # killed writer leaves the committed transactions intact.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk when it returns, even across a power cut; one fsync
+        # per write is nothing next to an LLM call or an evaluation.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+
+
+    def _migrate(self) -> None:
+        found = self._schema_version()
+        if found is not None and found > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: schema version {found} was written by a newer pike-bench (this one reads {SCHEMA_VERSION})"
+            )
+        if found == SCHEMA_VERSION:
+            return
+        # A new file: the schema and its version in one transaction, so two processes that
+        # open the same new file at once both find it whole. (executescript cannot run
+        # inside _transaction(): it commits whatever is pending first.)
+        script = (
+            f"BEGIN IMMEDIATE;\n{_SCHEMA}\n"
+            f"INSERT INTO schema_version (version) SELECT {SCHEMA_VERSION} "
+            "WHERE NOT EXISTS (SELECT 1 FROM schema_version);\nCOMMIT;"
+        )
+        try:
+            self._db.executescript(script)
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _schema_version(self) -> int | None:
+        exists = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if exists is None:
+            return None
+        return self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _transaction(self) -> "_Transaction":
+        """Statements that stand or fall together; the caller holds the lock."""
+        return _Transaction(self._db)
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, tuple(params)).fetchall()
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def start_run(self, key: str, config: dict) -> int:
+        """The id of the run named key: a new run, or the existing one (a resume, counted in starts).
+
+        A resumed run keeps the config of its first start: the key says which run this is."""
+        now = time.time()
+        with self._lock, self._transaction() as db:
+            row = db.execute("SELECT id FROM runs WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return db.execute(
+                    "INSERT INTO runs (key, config, started_at) VALUES (?, ?, ?)", (key, _to_json(config), now)
+                ).lastrowid
+            # Running again, so not finished until finish_run says so again.
+            db.execute(
+                "UPDATE runs SET starts = starts + 1, resumed_at = ?, finished_at = NULL WHERE id = ?", (now, row["id"])
+            )
+            return row["id"]
+
+    def finish_run(self, run_id: int) -> None:
+        with self._lock:
+            changed = self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (time.time(), run_id)).rowcount
+        if changed == 0:
+            raise KeyError(f"no run {run_id} in {self.path}")
+
+    def run(self, run_id: int) -> dict | None:
+        """The run's row: key, config, starts, started_at, resumed_at, finished_at."""
+        rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return _row_dict(rows[0], json_columns=("config",)) if rows else None
+
+    # -- LLM calls ----------------------------------------------------------------------
+
+    def record_llm_call(self, run_id: int, task_id: str, slot: str, request: Request, reply: Reply) -> int:
+        """Record one answered request; returns its id.
+
+        Recording a replayed reply again (same slot, same request, same text) returns the
+        existing id, so a caller that records every reply it uses, replayed or not, does
+        not count it twice in spent(). A new answer to the same slot (after a changed
+        prompt) is a new row: it was paid for."""
+        asked = request_hash(request)
+        with self._lock, self._transaction() as db:
+            same = db.execute(
+                "SELECT id FROM llm_calls WHERE run_id = ? AND task_id = ? AND slot = ? AND request_hash = ?"
+                " AND reply_text = ?",
+                (run_id, task_id, slot, asked, reply.text),
+            ).fetchone()
+            if same is not None:
+                return same["id"]
+            return db.execute(
+                "INSERT INTO llm_calls (run_id, task_id, slot, role, request_model, request_hash, system, prompt,"
+                " max_tokens, reply_text, reply_model, input_tokens, output_tokens, dollars, seconds, meta, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id, task_id, slot, request.role, request.model, asked, request.system, request.prompt,
+                    request.max_tokens, reply.text, reply.model, reply.input_tokens, reply.output_tokens,
+                    reply.dollars, reply.seconds, _to_json(reply.meta), time.time(),
+                ),
+            ).lastrowid
+
+    def recorded_reply(self, run_id: int, task_id: str, slot: str, request: Request) -> Reply | None:
+        """The reply recorded for this slot, if it answered this very request; else None.
+
+        Only a reply to the same role, model, system text and prompt is replayed. The
+        slot says where a request sits in the search, not what it asks: on a rerun the
+        same slot can carry another prompt (an edited template, another model, or another
+        parent because an evaluation's timing came out differently), and replaying the
+        old answer would hand the search code that answers a question it did not ask, and
+        hide the change. So a mismatch returns None and the caller pays for a fresh reply.
+        """
+        rows = self._read(
+            "SELECT reply_text, reply_model, input_tokens, output_tokens, dollars, seconds, meta FROM llm_calls"
+            " WHERE run_id = ? AND task_id = ? AND slot = ? AND request_hash = ? ORDER BY id DESC LIMIT 1",
+            (run_id, task_id, slot, request_hash(request)),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return Reply(
+            text=row["reply_text"],
+            model=row["reply_model"],
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            dollars=row["dollars"],
+            seconds=row["seconds"],
+            meta=json.loads(row["meta"]),
+        )
+
+    def spent(self, run_id: int, task_id: str) -> tuple[int, float]:
+        """LLM queries and dollars recorded for the task in this run: where a resumed budget starts."""
+        count, dollars = self._read(
+            "SELECT COUNT(*), COALESCE(SUM(dollars), 0.0) FROM llm_calls WHERE run_id = ? AND task_id = ?",
+            (run_id, task_id),
+        )[0]
+        return count, dollars
+
+    def llm_calls(self, run_id: int, task_id: str) -> list[dict]:
+        rows = self._read("SELECT * FROM llm_calls WHERE run_id = ? AND task_id = ? ORDER BY id", (run_id, task_id))
+        return [_row_dict(row, json_columns=("meta",)) for row in rows]
+
+    # -- candidates and evaluations -----------------------------------------------------
+
+    def record_candidate(
+        self,
+        run_id: int,
+        task_id: str,
+        source: str,
+        *,
+        parent_ids: list[int],
+        island: int | None,
+        round: int | None,
+        agent: str,
+        slot: str,
+        llm_call_id: int | None,
+    ) -> int:
+        """Record a candidate; the same source from the same slot again returns the existing id."""
+        digest = source_hash(source)
+        with self._lock, self._transaction() as db:
+            same = db.execute(
+                "SELECT id FROM candidates WHERE run_id = ? AND task_id = ? AND source_hash = ? AND slot = ?",
+                (run_id, task_id, digest, slot),
+            ).fetchone()
+            if same is not None:
+                return same["id"]
+            return db.execute(
+                "INSERT INTO candidates (run_id, task_id, source, source_hash, parent_ids, island, round, agent, slot,"
+                " llm_call_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id, task_id, source, digest, _to_json(list(parent_ids)), island, round, agent, slot,
+                    llm_call_id, time.time(),
+                ),
+            ).lastrowid
+
+    def record_evaluation(self, candidate_id: int, result: EvalResult) -> int:
+        """Record the candidate's evaluation; returns its id. A later one supersedes it in best()."""
+        row = {
+            "candidate_id": candidate_id,
+            "status": result.status,
+            "reason": result.reason,
+            "detail": result.detail,
+            "candidate_ms": result.timing.median_ms if result.timing is not None else None,
+            **_speedup_columns(result),
+            "result": _to_json(result.to_dict()),
+            "created_at": time.time(),
+        }
+        columns = ", ".join(row)
+        values = ", ".join(f":{name}" for name in row)
+        with self._lock:
+            return self._db.execute(f"INSERT INTO evaluations ({columns}) VALUES ({values})", row).lastrowid
+
+    def recorded_evaluation(self, run_id: int, task_id: str, source: str) -> dict | None:
+        """The result (EvalResult.to_dict()) of the latest evaluation of this source in this run, if any.
+
+        Any slot's candidate with the same source counts: the code is what was evaluated."""
+        rows = self._read(
+            "SELECT e.result FROM evaluations e JOIN candidates c ON c.id = e.candidate_id"
+            " WHERE c.run_id = ? AND c.task_id = ? AND c.source_hash = ? ORDER BY e.id DESC LIMIT 1",
+            (run_id, task_id, source_hash(source)),
+        )
+        return json.loads(rows[0]["result"]) if rows else None
+
+    def best(self, run_id: int, task_id: str) -> dict | None:
+        """The fastest correct candidate: id, source, slot, agent, candidate_ms, speedups.
+
+        Only "correct" counts (a "suspicious" one waits for a person). Ranked by the
+        speedup over eager, then by median time: the speedup is paired with the baseline
+        in the same rounds, so it survives the drift that moves absolute times between
+        evaluations made minutes apart; the time decides only without an eager baseline."""
+        rows = self._read(
+            "SELECT c.id, c.source, c.slot, c.agent, e.id AS evaluation_id, e.candidate_ms, e.result"
+            " FROM candidates c JOIN evaluations e ON e.candidate_id = c.id"
+            f" WHERE c.run_id = ? AND c.task_id = ? AND e.status = 'correct' AND {_LATEST_EVALUATION}"
+            " ORDER BY e.speedup_eager IS NULL, e.speedup_eager DESC, e.candidate_ms IS NULL, e.candidate_ms, c.id"
+            " LIMIT 1",
+            (run_id, task_id),
+        )
+        if not rows:
+            return None
+        best = dict(rows[0])
+        best["speedups"] = json.loads(best.pop("result"))["speedups"]
+        return best
+
+    def candidates(self, run_id: int, task_id: str) -> list[dict]:
+        """Every candidate of the task in this run, oldest first, with its latest evaluation (None if none)."""
+        speedups = ", ".join(f"e.speedup_{b}, e.speedup_{b}_low, e.speedup_{b}_high" for b in SPEEDUP_COLUMNS)
+        rows = self._read(
+            "SELECT c.*, e.id AS evaluation_id, e.status, e.reason, e.candidate_ms, " + speedups +
+            " FROM candidates c LEFT JOIN evaluations e ON e.candidate_id = c.id AND " + _LATEST_EVALUATION +
+            " WHERE c.run_id = ? AND c.task_id = ? ORDER BY c.id",
+            (run_id, task_id),
+        )
+        return [_row_dict(row, json_columns=("parent_ids",)) for row in rows]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception.
+
+    IMMEDIATE takes the write lock at the start, so a read-then-write (look for an
+    existing row, else insert) cannot race another process doing the same."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind: type | None, *exc: object) -> None:
+        if kind is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except BaseException:
+                # A failed COMMIT (disk full) leaves the transaction open; close it, then raise.
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        self.db.execute("ROLLBACK")
+
+
+def _speedup_columns(result: EvalResult) -> dict[str, float | None]:
+    columns: dict[str, float | None] = {}
+    for baseline in SPEEDUP_COLUMNS:
+        speedup = result.speedups.get(baseline)
+        columns[f"speedup_{baseline}"] = speedup.value if speedup else None
+        columns[f"speedup_{baseline}_low"] = speedup.low if speedup else None
+        columns[f"speedup_{baseline}_high"] = speedup.high if speedup else None
+    return columns
+
+
+def _to_json(value: Any) -> str:
+    # default=str: a config may hold paths; the record should take them rather than fail mid-run.
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _row_dict(row: sqlite3.Row, json_columns: tuple[str, ...] = ()) -> dict:
+    values = dict(row)
+    for column in json_columns:
+        values[column] = json.loads(values[column])
+    return values

@@ -1,0 +1,320 @@
+"""The run store: what is recorded reads back, and an interrupted run resumes without paying twice."""
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pike_bench.evaluate.result import (
+    CORRECT,
+    INCORRECT,
+    RUNTIME_ERROR,
+    SUSPICIOUS,
+    ContestantResult,
+    EvalResult,
+    Speedup,
+    Timing,
+)
+from pike_bench.llm.base import Reply, Request
+from pike_bench.store import Store, StoreError
+
+TASK = "level0/1_TinyMLP"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- values (module level and cheap: the killed child imports them too) ----------------
+
+
+def request_for(slot: str, **changes) -> Request:
+    asked = Request(role="optimizer", system="You write fast kernels.", prompt=f"Make it faster ({slot}).",
+                    model="claude-test", task_id=TASK, slot=slot)
+    return replace(asked, **changes)
+
+
+def reply_for(slot: str, dollars: float = 0.25) -> Reply:
+    return Reply(text=f"```python\n# candidate from {slot}\n```", model="claude-test-2026", input_tokens=1200,
+                 output_tokens=800, dollars=dollars, seconds=3.5, meta={"request_id": f"req-{slot}", "stop": "end_turn"})
+
+
+def timing(ms: float) -> Timing:
+    return Timing(times_ms=[ms] * 3, median_ms=ms, mean_ms=ms, stdev_ms=0.0, min_ms=ms, rounds=3)
+
+
+def eval_result(status: str, ms: float | None = None, eager: float | None = None, reason: str = "") -> EvalResult:
+    """A real EvalResult as the evaluator builds it: the candidate's timing, eager's, and the speedup."""
+    baselines, speedups = {}, {}
+    if eager is not None:
+        baselines["eager"] = ContestantResult("eager", CORRECT, timing=timing(ms * eager))
+        speedups["eager"] = Speedup(eager, eager * 0.99, eager * 1.01)
+        speedups["compile"] = Speedup(eager / 2, eager / 2 * 0.98, eager / 2 * 1.02)
+    return EvalResult(task_id=TASK, status=status, reason=reason, detail=f"detail of {status}", device="cpu",
+                      device_name="cpu (x86_64)", torch_version="2.13.0+cpu", mode="eval", size="small", trials=5,
+                      hypothesis_seed=7, timing=timing(ms) if ms is not None else None, languages=["pytorch"],
+                      baselines=baselines, speedups=speedups, seconds=1.25)
+
+
+@pytest.fixture
+def path(tmp_path) -> Path:
+    return tmp_path / "runs.sqlite"
+
+
+def record_call(store: Store, run_id: int, slot: str, dollars: float = 0.25) -> int:
+    return store.record_llm_call(run_id, TASK, slot, request_for(slot), reply_for(slot, dollars))
+
+
+def record_candidate(store: Store, run_id: int, source: str, slot: str, parents: tuple[int, ...] = (), call: int | None = None) -> int:
+    return store.record_candidate(run_id, TASK, source, parent_ids=list(parents), island=0, round=1,
+                                  agent="optimizer", slot=slot, llm_call_id=call)
+
+
+# -- record and read back ---------------------------------------------------------------
+
+
+def test_records_and_reads_back(path):
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {"budget": 10, "model": "claude-test"})
+        call = record_call(store, run_id, "r0/s0")
+        assert store.recorded_reply(run_id, TASK, "r0/s0", request_for("r0/s0")) == reply_for("r0/s0")
+
+        [row] = store.llm_calls(run_id, TASK)
+        assert (row["id"], row["slot"], row["role"], row["prompt"]) == (call, "r0/s0", "optimizer", "Make it faster (r0/s0).")
+        assert (row["reply_model"], row["input_tokens"], row["dollars"]) == ("claude-test-2026", 1200, 0.25)
+        assert row["meta"] == {"request_id": "req-r0/s0", "stop": "end_turn"}
+
+        parent = record_candidate(store, run_id, "reference source", "r0/seed")
+        child = record_candidate(store, run_id, "source one", "r0/s0", parents=(parent,), call=call)
+        result = eval_result(CORRECT, ms=2.0, eager=1.5)
+        store.record_evaluation(child, result)
+        assert store.recorded_evaluation(run_id, TASK, "source one") == result.to_dict()
+        assert store.recorded_evaluation(run_id, TASK, "never evaluated") is None
+
+        rows = store.candidates(run_id, TASK)
+        assert [r["id"] for r in rows] == [parent, child]
+        assert rows[0]["status"] is None  # recorded, not evaluated yet
+        assert rows[1]["parent_ids"] == [parent] and rows[1]["llm_call_id"] == call
+        assert (rows[1]["status"], rows[1]["candidate_ms"], rows[1]["speedup_eager"]) == (CORRECT, 2.0, 1.5)
+        assert rows[1]["speedup_compile"] == 0.75 and rows[1]["speedup_graph"] is None
+
+        run = store.run(run_id)
+        assert (run["key"], run["config"], run["starts"], run["finished_at"]) == ("run-a", {"budget": 10, "model": "claude-test"}, 1, None)
+        store.finish_run(run_id)
+        assert store.run(run_id)["finished_at"] is not None
+    assert path.exists()
+
+
+def test_the_file_is_in_wal_mode(path):
+    with Store(path) as store:
+        record_call(store, store.start_run("run-a", {}), "r0/s0")
+        assert Path(f"{path}-wal").exists()
+
+
+def test_the_same_candidate_again_is_the_same_row(path):
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {})
+        first = record_candidate(store, run_id, "source", "r0/s0")
+        assert record_candidate(store, run_id, "source", "r0/s0") == first
+        # The same code from another slot is another candidate (another lineage), evaluated once.
+        other = record_candidate(store, run_id, "source", "r1/s3")
+        assert other != first
+        store.record_evaluation(first, eval_result(CORRECT, ms=1.0, eager=2.0))
+        assert store.recorded_evaluation(run_id, TASK, "source")["status"] == CORRECT
+
+
+def test_recording_a_replayed_reply_again_counts_once(path):
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {})
+        first = record_call(store, run_id, "r0/s0")
+        replayed = store.recorded_reply(run_id, TASK, "r0/s0", request_for("r0/s0"))
+        assert store.record_llm_call(run_id, TASK, "r0/s0", request_for("r0/s0"), replayed) == first
+        assert store.spent(run_id, TASK) == (1, 0.25)
+
+
+# -- resume ---------------------------------------------------------------------------
+
+
+def test_resume_after_close_without_finish(path):
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {"budget": 10})
+        for slot in ("r0/s0", "r0/s1", "r0/s1/fix1"):
+            record_call(store, run_id, slot, dollars=0.5)
+        candidate = record_candidate(store, run_id, "source one", "r0/s0")
+        store.record_evaluation(candidate, eval_result(CORRECT, ms=2.0, eager=1.5))
+        # No finish_run: the process stops here as after Ctrl-C.
+
+    with Store(path) as store:
+        assert store.start_run("run-a", {"budget": 10}) == run_id
+        assert store.run(run_id)["starts"] == 2 and store.run(run_id)["resumed_at"] is not None
+        for slot in ("r0/s0", "r0/s1", "r0/s1/fix1"):
+            assert store.recorded_reply(run_id, TASK, slot, request_for(slot)) == reply_for(slot, dollars=0.5)
+        assert store.recorded_reply(run_id, TASK, "r0/s2", request_for("r0/s2")) is None
+        assert store.spent(run_id, TASK) == (3, 1.5)
+        assert store.recorded_evaluation(run_id, TASK, "source one")["speedups"]["eager"]["value"] == 1.5
+        assert store.best(run_id, TASK)["id"] == candidate
+
+
+def test_resume_after_the_process_is_killed(path):
+    """A child records calls in a loop, printing each slot after its commit; SIGKILL mid-run."""
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(path)], cwd=ROOT, stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])})
+    try:
+        printed = [child.stdout.readline().strip() for _ in range(20)]
+        assert all(printed), "the child stopped before it was killed"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    printed += child.stdout.read().split()  # what it printed before the kill: committed
+    assert child.returncode == -signal.SIGKILL
+
+    with Store(path) as store:
+        run_id = store.start_run("killed-run", {"budget": 1000})
+        assert run_id == 1 and store.run(run_id)["starts"] == 2
+        recorded = [row["slot"] for row in store.llm_calls(run_id, TASK)]
+        # Every printed slot is there, plus at most the one committed before its print.
+        assert recorded[: len(printed)] == printed and len(recorded) - len(printed) <= 1
+        assert recorded == [f"r0/s{i}" for i in range(len(recorded))]
+        for slot in recorded:
+            assert store.recorded_reply(run_id, TASK, slot, request_for(slot)) == reply_for(slot)
+        after = f"r0/s{len(recorded)}"
+        assert store.recorded_reply(run_id, TASK, after, request_for(after)) is None
+        assert store.spent(run_id, TASK) == (len(recorded), 0.25 * len(recorded))
+
+
+KILLED_CHILD = """
+import sys
+from test_store import TASK, reply_for, request_for
+from pike_bench.store import Store
+
+store = Store(sys.argv[1])
+run_id = store.start_run("killed-run", {"budget": 1000})
+slot = 0
+while True:
+    name = f"r0/s{slot}"
+    store.record_llm_call(run_id, TASK, name, request_for(name), reply_for(name))
+    print(name, flush=True)
+    slot += 1
+"""
+
+
+@pytest.mark.parametrize(
+    "change", [{"prompt": "Another prompt."}, {"system": "Another system."}, {"model": "another-model"}, {"role": "efa"}]
+)
+def test_a_changed_request_for_a_recorded_slot_is_not_replayed(path, change):
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {})
+        record_call(store, run_id, "r0/s0")
+        changed = request_for("r0/s0", **change)
+        assert store.recorded_reply(run_id, TASK, "r0/s0", changed) is None
+
+        # The caller pays again: both answers are on record and both were spent.
+        fresh = replace(reply_for("r0/s0"), text="a fresh answer")
+        store.record_llm_call(run_id, TASK, "r0/s0", changed, fresh)
+        assert store.recorded_reply(run_id, TASK, "r0/s0", changed) == fresh
+        assert store.recorded_reply(run_id, TASK, "r0/s0", request_for("r0/s0")) == reply_for("r0/s0")
+        assert store.spent(run_id, TASK) == (2, 0.5)
+
+
+def test_a_request_with_another_token_limit_is_still_replayed(path):
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {})
+        record_call(store, run_id, "r0/s0")
+        assert store.recorded_reply(run_id, TASK, "r0/s0", request_for("r0/s0", max_tokens=100)) == reply_for("r0/s0")
+
+
+def test_finish_then_start_again(path):
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {})
+        store.finish_run(run_id)
+        assert store.start_run("run-a", {}) == run_id
+        assert store.run(run_id)["finished_at"] is None  # running again
+        with pytest.raises(KeyError):
+            store.finish_run(run_id + 1)
+
+
+def test_another_key_is_another_run(path):
+    with Store(path) as store:
+        first = store.start_run("run-a", {"budget": 10})
+        record_call(store, first, "r0/s0")
+        second = store.start_run("run-b", {"budget": 10})
+        assert second != first
+        assert store.run(second)["starts"] == 1 and store.run(first)["starts"] == 1
+        assert store.recorded_reply(second, TASK, "r0/s0", request_for("r0/s0")) is None
+        assert store.spent(second, TASK) == (0, 0.0)
+        assert store.spent(first, TASK) == (1, 0.25)
+        assert store.spent(first, "level0/other") == (0, 0.0)
+
+
+# -- best ------------------------------------------------------------------------------
+
+
+def test_best_is_the_fastest_correct_candidate(path):
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {})
+        assert store.best(run_id, TASK) is None
+
+        def evaluated(source: str, result: EvalResult) -> int:
+            candidate = record_candidate(store, run_id, source, f"slot-{source}")
+            store.record_evaluation(candidate, result)
+            return candidate
+
+        slow = evaluated("slow", eval_result(CORRECT, ms=4.0, eager=1.5))
+        fast = evaluated("fast", eval_result(CORRECT, ms=2.0, eager=3.0))
+        evaluated("wrong", eval_result(INCORRECT, ms=0.1, eager=60.0, reason="output 0 differs"))
+        evaluated("too good", eval_result(SUSPICIOUS, ms=0.2, eager=30.0))
+        evaluated("raises", eval_result(RUNTIME_ERROR, reason="RuntimeError"))
+        record_candidate(store, run_id, "not evaluated yet", "slot-pending")
+
+        best = store.best(run_id, TASK)
+        assert (best["id"], best["source"], best["candidate_ms"]) == (fast, "fast", 2.0)
+        assert best["speedups"]["eager"] == pytest.approx({"value": 3.0, "low": 2.97, "high": 3.03, "confidence": 0.95})
+
+        # Evaluated again and found wrong (another input set): its latest verdict counts.
+        store.record_evaluation(fast, eval_result(INCORRECT, ms=2.0, eager=3.0))
+        assert store.best(run_id, TASK)["id"] == slow
+
+
+def test_best_without_baselines_is_the_lowest_time(path):
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {})
+        for source, ms in (("a", 3.0), ("b", 1.0), ("c", 2.0)):
+            store.record_evaluation(record_candidate(store, run_id, source, source), eval_result(CORRECT, ms=ms))
+        assert store.best(run_id, TASK)["source"] == "b"
+
+
+# -- concurrency and the file ---------------------------------------------------------------
+
+
+def test_writes_from_many_threads_under_asyncio(path):
+    async def main(store: Store, run_id: int) -> list[int]:
+        slots = [f"r{i // 10}/s{i % 10}" for i in range(60)]
+        return await asyncio.gather(*(asyncio.to_thread(record_call, store, run_id, slot) for slot in slots))
+
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {})
+        ids = asyncio.run(main(store, run_id))
+        assert len(set(ids)) == 60
+        assert store.spent(run_id, TASK) == (60, 15.0)
+
+
+def test_a_file_from_a_newer_version_is_refused(path):
+    Store(path).close()
+    with closing(sqlite3.connect(path)) as db:  # stands in for a newer pike-bench that wrote the file
+        db.execute("UPDATE schema_version SET version = 99")
+        db.commit()
+    with pytest.raises(StoreError, match="newer"):
+        Store(path)
+
+
+def test_opening_again_keeps_one_schema_version(path):
+    Store(path).close()
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {})
+        assert store.spent(run_id, TASK) == (0, 0.0)
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
