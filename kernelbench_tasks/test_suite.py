@@ -41,3 +41,11 @@ def test_baseline(pike_task, pike_baselines, baseline, benchmark):
             "hypothesis_seed": run.hypothesis_seed,
         },
     )
+
+
+@pytest.mark.pike_optimize
+def test_optimize(pike_task, pike_optimize):
+    """With --pike-optimize: the agents search within the budget; the best candidate is kept."""
+    outcome = pike_optimize
+    if outcome.best is None:
+        pytest.fail(f"no correct candidate in {outcome.queries} queries ({outcome.candidates} evaluated)", pytrace=False)

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 from pike_bench.baselines import COMPILE_MODES
+from pike_bench.optimize import LLMS
+from pike_bench.search.presets import PRESETS
 from pike_bench.tasks import SIZES, TaskError, discover_tasks, find_task
 
 EXIT_OK, EXIT_NOT_CORRECT, EXIT_BAD_INPUT = 0, 1, 2
@@ -50,6 +52,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--require-custom-kernel", action="store_true",
                      help="policy: reject candidates without a Triton, CUDA or C++ kernel")
     run.add_argument("--json", action="store_true", help="print the EvalResult as JSON")
+
+    opt = commands.add_parser(
+        "optimize",
+        help="let agents make tasks faster within a budget",
+        description="Run a search strategy on each TASK: agents propose candidates, the evaluator checks and "
+        "times them, the best correct one is kept. Rerunning the same command resumes from the record.",
+    )
+    opt.add_argument("tasks_to_run", nargs="+", metavar="TASK", help="task ids or task file paths")
+    opt.add_argument("--tasks", action="append", default=[], metavar="PATH", help="folder of task files to find TASK in")
+    opt.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    opt.add_argument("--size", choices=SIZES, default=None)
+    opt.add_argument("--strategy", choices=sorted(PRESETS), default="pike-b")
+    opt.add_argument("--budget", type=int, default=20, help="LLM queries per task (default 20)")
+    opt.add_argument("--dollars", type=float, default=None, help="dollars per task at most")
+    opt.add_argument("--llm", choices=LLMS, default="auto", help="default: anthropic if ANTHROPIC_API_KEY is set, else offline")
+    opt.add_argument("--replay", default=None, metavar="FILE", help="recorded replies for --llm replay")
+    opt.add_argument("--model", default=None)
+    opt.add_argument("--efa-model", default=None)
+    opt.add_argument("--concurrency", type=int, default=16)
+    opt.add_argument("--store", default=".pike/runs.sqlite")
+    opt.add_argument("--solutions", default=".pike/solutions")
+    opt.add_argument("--max-time", type=float, default=20.0, help="time cap of each candidate's timing rounds")
     return parser
 
 
@@ -58,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "tasks":
             return list_tasks(args)
+        if args.command == "optimize":
+            return optimize_tasks(args)
         return eval_candidate(args)
     except TaskError as exc:
         print(f"pike: {exc}", file=sys.stderr)
@@ -124,6 +150,35 @@ def eval_candidate(args: argparse.Namespace) -> int:
         if table:
             print(table)
     return EXIT_OK if result.correct else EXIT_NOT_CORRECT
+
+
+def optimize_tasks(args: argparse.Namespace) -> int:
+    from pike_bench.evaluate import Evaluator, TimingOptions, resolve_device
+    from pike_bench.optimize import Optimizer, OptimizeOptions, choose_llm
+    from pike_bench.report import optimize_table
+
+    roots = [Path(p) for p in args.tasks] or None
+    tasks = [find_task(spec, roots) for spec in args.tasks_to_run]
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        print(f"pike: --device {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    options = OptimizeOptions(
+        strategy=args.strategy, budget_queries=args.budget, budget_dollars=args.dollars, llm=args.llm,
+        replay_file=args.replay, model=args.model, efa_model=args.efa_model, concurrency=args.concurrency,
+        store_path=Path(args.store), solutions_dir=Path(args.solutions),
+    )
+    if args.llm == "replay" and not args.replay:
+        print("pike: --llm replay needs --replay FILE (a file of recorded replies)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if choose_llm(options) == "offline":
+        print("pike: no ANTHROPIC_API_KEY, so the offline proposer writes the candidates (no LLM, no cost)")
+    with Evaluator(device, size=args.size, timing=TimingOptions(max_seconds=args.max_time)) as evaluator:
+        optimizer = Optimizer(evaluator, options)
+        outcomes = [optimizer.optimize(task) for task in tasks]
+    print(optimize_table(outcomes))
+    return EXIT_OK if all(o.best is not None for o in outcomes) else EXIT_NOT_CORRECT
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from pike_bench.baselines import BASELINES, COMPILE_MODES
+from pike_bench.optimize import LLMS
+from pike_bench.search.presets import PRESETS
 from pike_bench.tasks import SIZES, Task, TaskError, discover_tasks
 
 
@@ -38,16 +40,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pike-compile-mode", choices=COMPILE_MODES, default="default",
                     help="torch.compile mode of the compile baseline")
     group.addoption("--pike-optimize", action="store_true", default=False,
-                    help="let LLM agents optimize the selected tasks (not available yet)")
+                    help="let LLM agents optimize the selected tasks (instead of timing their baselines)")
+    group.addoption("--pike-strategy", choices=sorted(PRESETS), default="pike-b",
+                    help="search strategy preset (default pike-b)")
+    group.addoption("--pike-budget", type=int, default=20, metavar="QUERIES",
+                    help="LLM queries per task, EFA and IBA queries included (default 20)")
+    group.addoption("--pike-dollars", type=float, default=None, metavar="USD", help="dollars per task at most")
+    group.addoption("--pike-llm", choices=LLMS, default="auto",
+                    help="auto (anthropic if ANTHROPIC_API_KEY is set, else offline), anthropic, offline, replay")
+    group.addoption("--pike-replay", default=None, metavar="FILE", help="recorded replies for --pike-llm replay")
+    group.addoption("--pike-model", default=None, help="model of the optimizing and brainstorming agents")
+    group.addoption("--pike-efa-model", default=None, help="model of the error fixing agent (a cheaper one)")
+    group.addoption("--pike-concurrency", type=int, default=16, metavar="N", help="LLM requests in flight")
+    group.addoption("--pike-store", default=".pike/runs.sqlite", metavar="PATH",
+                    help="the record of runs (a rerun of the same command resumes from it)")
+    group.addoption("--pike-solutions", default=".pike/solutions", metavar="DIR",
+                    help="where the best candidate of each task is kept")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "pike: a task of PIKE's filtered level-3 set")
-    if config.getoption("--pike-optimize"):
-        raise pytest.UsageError(
-            "--pike-optimize: the optimizer is not part of this version of pike-bench yet; "
-            "run without it to check and time the tasks"
-        )
+    config.addinivalue_line("markers", "pike_optimize: runs only with --pike-optimize (the others only without)")
+    if config.getoption("--pike-llm") == "replay" and not config.getoption("--pike-replay"):
+        raise pytest.UsageError("--pike-llm replay needs --pike-replay FILE (a file of recorded replies)")
+    if config.getoption("--pike-budget") < 1 and config.getoption("--pike-dollars") is None:
+        raise pytest.UsageError("--pike-budget must be at least 1 (or give --pike-dollars)")
     if config.getoption("--pike-trials") < 1:
         raise pytest.UsageError("--pike-trials must be at least 1")
     plugin = PikePlugin(config)
@@ -71,7 +88,9 @@ class PikePlugin:
         except ValueError as exc:
             raise pytest.UsageError(f"--pike-device {exc}") from None
         self._evaluator = None
+        self._optimizer = None
         self.runs: dict[str, object] = {}
+        self.optimized: dict[str, object] = {}
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         size = config.getoption("--pike-size") or ("full" if self.device.startswith("cuda") else "small")
@@ -80,6 +99,15 @@ class PikePlugin:
             f"mode {config.getoption('--pike-mode')}"
             + (f", {len(self.errors)} task files with errors" if self.errors else "")
         )
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        # --pike-optimize runs the optimize tests only; without it they are left out.
+        optimize = config.getoption("--pike-optimize")
+        keep = [i for i in items if bool(i.get_closest_marker("pike_optimize")) == optimize]
+        dropped = [i for i in items if i not in keep]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "pike_task" not in metafunc.fixturenames:
@@ -107,6 +135,30 @@ class PikePlugin:
             )
         return self._evaluator
 
+    def optimizer(self):
+        if self._optimizer is None:
+            from pike_bench.optimize import Optimizer, OptimizeOptions, choose_llm
+
+            option = self.config.getoption
+            options = OptimizeOptions(
+                strategy=option("--pike-strategy"), budget_queries=option("--pike-budget"),
+                budget_dollars=option("--pike-dollars"), llm=option("--pike-llm"), replay_file=option("--pike-replay"),
+                model=option("--pike-model"), efa_model=option("--pike-efa-model"),
+                concurrency=option("--pike-concurrency"), store_path=Path(option("--pike-store")),
+                solutions_dir=Path(option("--pike-solutions")),
+            )
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            say = reporter.write_line if reporter else print
+            if choose_llm(options) == "offline":
+                say("pike-bench: no ANTHROPIC_API_KEY, so the offline proposer writes the candidates "
+                    "(known-good rewrites, no LLM, no cost)")
+            self._optimizer = Optimizer(self.evaluator(), options, progress=say)
+        return self._optimizer
+
+    def optimize(self, task: Task):
+        self.optimized[task.id] = self.optimizer().optimize(task)
+        return self.optimized[task.id]
+
     def baseline_run(self, task: Task):
         if task.id not in self.runs:
             from pike_bench.suite import measure_baselines
@@ -119,13 +171,15 @@ class PikePlugin:
             self._evaluator.close()
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.runs and not self.errors:
+        if not self.runs and not self.errors and not self.optimized:
             return
-        from pike_bench.report import baseline_table
+        from pike_bench.report import baseline_table, optimize_table
 
         terminalreporter.section("pike-bench")
         if self.runs:
             terminalreporter.write_line(baseline_table(list(self.runs.values())))
+        if self.optimized:
+            terminalreporter.write_line(optimize_table(list(self.optimized.values())))
         for error in self.errors:
             terminalreporter.write_line(f"task error: {error}")
 
@@ -151,9 +205,15 @@ def pike_baselines(request: pytest.FixtureRequest, pike_task: Task):
 
 
 @pytest.fixture
+def pike_optimize(request: pytest.FixtureRequest, pike_task: Task):
+    """Runs the optimizer on the task (once) and returns its TaskOutcome."""
+    return request.config.pluginmanager.get_plugin("pike-session").optimize(pike_task)
+
+
+@pytest.fixture
 def pike_evaluator(request: pytest.FixtureRequest):
     """The session's :class:`~pike_bench.evaluate.Evaluator` (one worker for the device)."""
     return request.config.pluginmanager.get_plugin("pike-session").evaluator()
 
 
-__all__ = ["BASELINES", "pike_task", "pike_baselines", "pike_evaluator"]
+__all__ = ["BASELINES", "pike_task", "pike_baselines", "pike_evaluator", "pike_optimize"]

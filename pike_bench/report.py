@@ -53,3 +53,21 @@ def eval_table(result: EvalResult) -> str:
     if not rows:
         return ""
     return tabulate(rows, headers=["", "median ms", "rounds", "candidate speedup", "status"], tablefmt="github")
+
+
+def optimize_table(outcomes: list) -> str:
+    """Per task: the best candidate's speedups, and what the search spent."""
+    rows = [
+        [
+            o.task_id,
+            "-" if o.speedup_eager is None else f"{o.speedup_eager:.2f}x",
+            "-" if o.speedup_compile is None else f"{o.speedup_compile:.2f}x",
+            o.queries,
+            f"${o.dollars:.2f}",
+            o.candidates,
+            str(o.solution) if o.solution else "-",
+        ]
+        for o in outcomes
+    ]
+    headers = ["task", "best over eager", "best over compile", "queries", "dollars", "candidates", "solution written"]
+    return tabulate(rows, headers=headers, tablefmt="github")

@@ -1,6 +1,7 @@
 """The plugin through pytest's own pytester: ids, selection, errors, options, the summary."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -50,10 +51,22 @@ def test_suite_checks_and_times_tasks_and_reports_broken_files(suite):
     assert compiled["extra_info"]["speedup_over_eager"] > 0
 
 
-def test_optimize_is_refused_until_the_optimizer_exists(suite):
-    result = suite.runpytest(*COMMON, "--pike-optimize")
+def test_optimize_end_to_end_with_the_offline_proposer_on_two_small_tasks(suite):
+    result = suite.runpytest(*COMMON, "--pike-optimize", "--pike-budget", "3", "--pike-llm", "offline",
+                             "--pike-store", "runs.sqlite", "--pike-solutions", "solutions")
+    result.assert_outcomes(passed=2, errors=1)  # the broken task file is still reported
+    out = result.stdout.str()
+    assert "offline proposer" in out
+    result.stdout.fnmatch_lines(["*level0/1_TinyMLP: 3 queries*", "*| task*best over eager*queries*"])
+    assert re.search(r"\| level0/1_TinyMLP +\| [\d.]+x +\| [\d.]+x +\| +3 \| \$0\.00", out)
+    assert (suite.path / "solutions" / "level0" / "1_TinyMLP.py").exists()
+    assert "test_baseline" not in out  # optimizing replaces the baseline tests
+
+
+def test_replay_without_a_file_is_a_usage_error(suite):
+    result = suite.runpytest(*COMMON, "--pike-optimize", "--pike-llm", "replay")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--pike-optimize: the optimizer is not part of this version*"])
+    result.stderr.fnmatch_lines(["*--pike-llm replay needs --pike-replay FILE*"])
 
 
 def test_bad_options_are_one_line_usage_errors(suite):
@@ -68,4 +81,4 @@ def test_marks_from_task_files_select_with_m(suite):
     tiny = suite.path / "tasks" / "level0" / "1_TinyMLP.py"
     tiny.write_text(tiny.read_text() + '\nMARKS = ["pike"]\n')
     result = suite.runpytest("--collect-only", "-q", *COMMON, "-m", "pike")
-    result.stdout.fnmatch_lines(["*3/9 tests collected (6 deselected)*"])
+    result.stdout.fnmatch_lines(["*3/12 tests collected (9 deselected)*"])  # optimize tests are left out too

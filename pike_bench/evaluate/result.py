@@ -86,3 +86,19 @@ class EvalResult:
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EvalResult":
+        """The inverse of to_dict (a result read back from the record)."""
+        values = dict(data)
+        values["timing"] = _timing(values.get("timing"))
+        values["baselines"] = {
+            name: ContestantResult(**{**b, "timing": _timing(b.get("timing"))})
+            for name, b in values.get("baselines", {}).items()
+        }
+        values["speedups"] = {name: Speedup(**s) for name, s in values.get("speedups", {}).items()}
+        return cls(**values)
+
+
+def _timing(data: dict[str, Any] | None) -> Timing | None:
+    return Timing(**data) if data else None

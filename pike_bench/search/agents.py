@@ -68,7 +68,8 @@ class Agents:
     device: str = "cuda"
     models: dict[str, str] = field(default_factory=dict)  # role -> model; empty: the proposer's defaults
     worst_case: Callable[[Request], float] = lambda request: 0.0  # an upper bound of a request's dollars
-    on_reply: Callable[[Request, Reply], None] | None = None  # the record (store) hears every reply
+    on_reply: Callable[[Request, Reply], None] | None = None  # hears every reply
+    on_scored: Callable[[Scored], None] | None = None  # hears every evaluated candidate (the record)
     history: list[Scored] = field(default_factory=list)
 
     async def ask(self, role: str, prompt: str, slot: str, parent: str = "") -> Reply | None:
@@ -101,6 +102,8 @@ class Agents:
             outcome = await self.evaluate(source)
         scored = Scored(len(self.history), source, outcome, agent, slot, parents, round, island)
         self.history.append(scored)
+        if self.on_scored is not None:
+            self.on_scored(scored)
         return scored
 
     async def optimize(self, slot: str, parents: list[Scored], idea: str = "", inspirations: tuple = (),

@@ -1,0 +1,224 @@
+"""The optimizer: a strategy's agents make one task faster, within a budget, on the
+evaluator, with every query and evaluation in the record so that a rerun resumes.
+
+    from pike_bench.optimize import Optimizer, OptimizeOptions
+    with Evaluator("cuda") as evaluator:
+        outcome = Optimizer(evaluator, OptimizeOptions(budget_queries=20)).optimize(task)
+
+Works the same from Python, the `pike optimize` command and `pytest --pike-optimize`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Callable
+
+from pike_bench.evaluate import Evaluator
+from pike_bench.evaluate.result import CORRECT, EvalResult
+from pike_bench.llm.base import Proposer, Reply, Request
+from pike_bench.search.agents import Agents, Outcome, Scored
+from pike_bench.search.budget import Budget
+from pike_bench.search.pike_b import PikeBConfig, pike_b
+from pike_bench.search.pike_o import pike_o
+from pike_bench.search.presets import preset
+from pike_bench.store import Store
+from pike_bench.tasks import Task
+
+LLMS = ("auto", "anthropic", "offline", "replay")
+
+
+@dataclass
+class OptimizeOptions:
+    strategy: str = "pike-b"
+    budget_queries: int | None = 20
+    budget_dollars: float | None = None
+    llm: str = "auto"  # auto: anthropic when ANTHROPIC_API_KEY is set, else offline
+    replay_file: str | None = None
+    model: str | None = None
+    efa_model: str | None = None
+    concurrency: int = 16
+    store_path: Path = Path(".pike/runs.sqlite")
+    solutions_dir: Path = Path(".pike/solutions")
+
+
+@dataclass
+class TaskOutcome:
+    task_id: str
+    best: Scored | None
+    speedup_eager: float | None
+    speedup_compile: float | None
+    queries: int
+    dollars: float
+    candidates: int
+    solution: Path | None = None  # where the best candidate was written, if it beat the stored one
+
+
+def choose_llm(options: OptimizeOptions) -> str:
+    if options.llm != "auto":
+        return options.llm
+    return "anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "offline"
+
+
+def make_proposer(options: OptimizeOptions) -> Proposer:
+    llm = choose_llm(options)
+    if llm == "anthropic":
+        from pike_bench.llm.anthropic_backend import AnthropicProposer
+
+        models = {role: m for role, m in (("optimizer", options.model), ("iba", options.model),
+                                          ("efa", options.efa_model)) if m}
+        return AnthropicProposer(models=models or None, concurrency=options.concurrency)
+    if llm == "offline":
+        from pike_bench.llm.offline import OfflineProposer
+
+        return OfflineProposer()
+    if llm == "replay":
+        from pike_bench.llm.replay import ReplayProposer
+
+        if not options.replay_file:
+            raise ValueError("--pike-llm replay needs a file of recorded replies (--pike-replay FILE)")
+        return ReplayProposer(options.replay_file)
+    raise ValueError(f"unknown LLM backend {llm!r}; one of {', '.join(LLMS)}")
+
+
+class RecordedProposer:
+    """A proposer whose answers are kept in the store: a slot already answered in this
+    run is answered from the record, so a rerun does not pay for it again."""
+
+    def __init__(self, inner: Proposer, store: Store, run_id: int):
+        self.inner, self.store, self.run_id = inner, store, run_id
+        self.name = inner.name
+
+    async def propose(self, request: Request) -> Reply:
+        recorded = self.store.recorded_reply(self.run_id, request.task_id, request.slot, request)
+        if recorded is not None:
+            observe = getattr(self.inner, "observe", None)  # stateful proposers catch up
+            if observe is not None:
+                observe(request, recorded)
+            return recorded
+        reply = await self.inner.propose(request)
+        self.store.record_llm_call(self.run_id, request.task_id, request.slot, request, reply)
+        return reply
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class Optimizer:
+    def __init__(self, evaluator: Evaluator, options: OptimizeOptions, progress: Callable[[str], None] = print):
+        self.evaluator, self.options, self.progress = evaluator, options, progress
+        self.config = preset(options.strategy)
+        self._lock = threading.Lock()  # one worker process: evaluations go one at a time
+
+    def run_key(self, task: Task) -> str:
+        """Same command, same key: a rerun finds its run in the store and resumes it."""
+        config = asdict(self.config) if is_dataclass(self.config) else self.config
+        parts = {
+            "task": task.id, "sha": task.sha256(), "strategy": self.options.strategy, "config": config,
+            "llm": choose_llm(self.options), "model": self.options.model, "efa_model": self.options.efa_model,
+            "queries": self.options.budget_queries, "dollars": self.options.budget_dollars,
+            "device": self.evaluator.device, "size": self.evaluator.size, "mode": self.evaluator.mode,
+        }
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+    def optimize(self, task: Task) -> TaskOutcome:
+        return asyncio.run(self.optimize_async(task))
+
+    async def optimize_async(self, task: Task) -> TaskOutcome:
+        self.options.store_path.parent.mkdir(parents=True, exist_ok=True)
+        with Store(self.options.store_path) as store:
+            run_id = store.start_run(self.run_key(task), {"task": task.id, "strategy": self.options.strategy,
+                                                          "llm": choose_llm(self.options)})
+            proposer = RecordedProposer(make_proposer(self.options), store, run_id)
+            results: dict[str, EvalResult] = {}
+            fresh: set[str] = set()
+            agents = Agents(
+                proposer,
+                Budget(self.options.budget_queries, self.options.budget_dollars),
+                self._evaluator_for(task, store, run_id, results, fresh),
+                task.id,
+                task.path.read_text(),
+                device=self.evaluator.device,
+            )
+            agents.on_scored = lambda scored: self._record(store, run_id, task, scored, results, fresh, agents)
+            try:
+                if isinstance(self.config, PikeBConfig):
+                    await pike_b(agents, self.config)
+                else:
+                    await pike_o(agents, self.config)
+            finally:
+                await proposer.aclose()
+            store.finish_run(run_id)
+            return self._outcome(task, agents, results)
+
+    def _evaluator_for(self, task: Task, store: Store, run_id: int, results: dict[str, EvalResult], fresh: set[str]):
+        async def evaluate(source: str) -> Outcome:
+            recorded = store.recorded_evaluation(run_id, task.id, source)
+            if recorded:
+                result = EvalResult.from_dict(recorded)
+            else:
+                result = await asyncio.to_thread(self._evaluate, task, source)
+                fresh.add(source)  # only new evaluations go into the record
+            results[source] = result
+            eager = result.speedups.get("eager")
+            runtime = result.timing.median_ms if result.timing else None
+            return Outcome(result.status, runtime, eager.value if eager else None, result.reason, result.detail)
+
+        return evaluate
+
+    def _evaluate(self, task: Task, source: str) -> EvalResult:
+        with self._lock:
+            return self.evaluator.evaluate(task, source)
+
+    def _record(self, store: Store, run_id: int, task: Task, scored: Scored, results, fresh, agents: Agents) -> None:
+        candidate = store.record_candidate(
+            run_id, task.id, scored.source, parent_ids=list(scored.parents), island=scored.island,
+            round=scored.round, agent=scored.agent, slot=scored.slot, llm_call_id=None,
+        )
+        if scored.source in fresh:
+            store.record_evaluation(candidate, results[scored.source])
+            fresh.discard(scored.source)
+        best = agents.best(1)
+        best_text = f"best {best[0].outcome.speedup:.2f}x over eager" if best and best[0].outcome.speedup else "no correct candidate yet"
+        budget = agents.budget
+        self.progress(f"{task.id}: {budget.spent_queries} queries, ${budget.spent_dollars:.2f}, "
+                      f"{len(agents.history)} candidates, {best_text}")
+
+    def _outcome(self, task: Task, agents: Agents, results: dict[str, EvalResult]) -> TaskOutcome:
+        best = agents.best(1)
+        top = best[0] if best else None
+        result = results.get(top.source) if top else None
+        compile_speedup = result.speedups.get("compile") if result else None
+        outcome = TaskOutcome(
+            task.id, top, top.outcome.speedup if top else None, compile_speedup.value if compile_speedup else None,
+            agents.budget.spent_queries, agents.budget.spent_dollars, len(agents.history),
+        )
+        if top is not None and result is not None and result.status == CORRECT:
+            outcome.solution = self._write_solution(task, top, result)
+        return outcome
+
+    def _write_solution(self, task: Task, best: Scored, result: EvalResult) -> Path | None:
+        """Keep the best candidate as the task's solution, only if it beats the stored one."""
+        path = self.options.solutions_dir / task.level / f"{task.name}.py"
+        meta_path = path.with_suffix(".json")
+        speedup = best.outcome.speedup or 0.0
+        if meta_path.exists():
+            stored = json.loads(meta_path.read_text())
+            if stored.get("device_name") == result.device_name and stored.get("speedup_eager", 0.0) >= speedup:
+                return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(best.source)
+        meta = {"task": task.id, "strategy": self.options.strategy, "llm": choose_llm(self.options),
+                "speedup_eager": speedup, "speedups": {k: asdict(v) for k, v in result.speedups.items()},
+                "device": result.device, "device_name": result.device_name, "torch": result.torch_version,
+                "precision": result.precision, "languages": result.languages, "mode": result.mode, "size": result.size}
+        meta_path.write_text(json.dumps(meta, indent=2))
+        return path
+
+
+__all__ = ["Optimizer", "OptimizeOptions", "TaskOutcome", "LLMS"]

@@ -1,0 +1,171 @@
+"""The offline proposer: every move it gives for the CPU is evaluated for real, in order,
+and every role is answered (CPU only; no asyncio plugin: asyncio.run per request)."""
+
+import ast
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from pike_bench.candidate import extract_code, import_source
+from pike_bench.evaluate import Evaluator, TimingOptions
+from pike_bench.llm import Proposer, ProposerError, Request
+from pike_bench.llm.offline import COMBOS, MOVES, OfflineProposer, compile_default
+from pike_bench.screen import screen
+from pike_bench.tasks import task_from_file
+
+from conftest import DATA
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = {
+    "1_TinyMLP": DATA / "level0" / "1_TinyMLP.py",
+    "2_TinyConvBN": DATA / "level0" / "2_TinyConvBN.py",
+    "1_MLP": ROOT / "kernelbench_tasks" / "level3" / "1_MLP.py",
+    "44_MiniGPTBlock": ROOT / "kernelbench_tasks" / "level3" / "44_MiniGPTBlock.py",
+}
+CUDA_ONLY = {move.name for move in MOVES + COMBOS if move.cuda_only}
+TOLERANCE_REASONS = ("differs at index", "is off as a whole")
+
+
+def ask(proposer, task_id, role="optimizer", device="cpu", parent=""):
+    request = Request(
+        role=role, system="", prompt="", task_id=task_id, reference=TASKS[task_id].read_text(), device=device, parent=parent
+    )
+    return asyncio.run(proposer.propose(request))
+
+
+def sequence(task_id, device="cpu"):
+    """Replies to optimizer requests until the proposer starts repeating itself, and two more."""
+    proposer = OfflineProposer()
+    replies = []
+    while not replies or "best-known" not in replies[-1].text:
+        replies.append(ask(proposer, task_id, device=device))
+        assert len(replies) < 40, "the moves never run out"
+    return replies + [ask(proposer, task_id, device=device) for _ in range(2)]
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    with Evaluator("cpu", trials=2, timing=TimingOptions(min_rounds=10, max_seconds=0.2), baselines=("eager",)) as evaluator:
+        yield evaluator
+
+
+@pytest.mark.parametrize("task_id", list(TASKS))
+def test_every_move_for_the_cpu_is_correct_on_the_cpu(evaluator, task_id):
+    task = task_from_file(TASKS[task_id])
+    replies = sequence(task_id)[:-3]  # the distinct moves, before the repeats
+    assert len(replies) >= 3
+    for reply in replies:
+        move, source = reply.meta["move"], extract_code(reply.text)
+        result = evaluator.evaluate(task, source)
+        if move.startswith("bf16") and result.status == "incorrect":
+            assert any(reason in result.reason for reason in TOLERANCE_REASONS), (move, result.reason)
+            continue
+        assert result.status == "correct", f"{task_id} {move}: {result.status}: {result.reason}\n{result.detail}"
+        assert result.languages == (["triton"] if "triton" in move else ["pytorch"]), move
+
+
+@pytest.mark.parametrize("task_id", list(TASKS))
+def test_the_kth_request_gets_the_kth_applicable_move_then_combinations(task_id):
+    reference = TASKS[task_id].read_text()
+    replies = sequence(task_id)
+    applicable = [move for move in MOVES if move.fn(reference, None, "cpu") is not None]
+    assert [r.meta["move"] for r in replies[: len(applicable)]] == [m.name for m in applicable]
+    for reply, move in zip(replies, applicable):
+        assert extract_code(reply.text) == move.fn(reference, None, "cpu").strip() + "\n"
+    combos = [r.meta["move"] for r in replies[len(applicable) : -3]]
+    assert combos == [m.name for m in COMBOS if m.name in combos]  # in table order, after the moves
+    sources = [extract_code(r.text) for r in replies[:-3]]
+    assert len(set(sources)) == len(sources), "a move is never proposed twice"
+    for reply in replies:
+        assert (reply.model, reply.input_tokens, reply.output_tokens, reply.dollars) == ("offline", 0, 0, 0.0)
+        assert reply.text.count("```python") == 1
+
+
+def test_moves_apply_where_the_task_has_what_they_need():
+    names = {task_id: [r.meta["move"] for r in sequence(task_id)[:-3]] for task_id in TASKS}
+    assert names["2_TinyConvBN"][:4] == ["compile-max-autotune", "channels-last", "compile", "bf16-autocast"]
+    assert names["44_MiniGPTBlock"][:3] == ["sdpa", "compile-max-autotune", "triton-activation"]
+    assert "triton-activation" in names["1_MLP"] and "triton-activation" not in names["1_TinyMLP"]  # torch.relu: no module
+    assert not any("channels-last" in n or n == "sdpa" for n in names["1_MLP"] + names["1_TinyMLP"])
+
+
+@pytest.mark.parametrize("task_id", list(TASKS))
+def test_cuda_only_moves_are_not_proposed_for_the_cpu_but_are_for_cuda(task_id):
+    for reply in sequence(task_id):
+        source = extract_code(reply.text)
+        assert reply.meta["move"] not in CUDA_ONLY
+        assert "_PikeCUDAGraph" not in source and "reduce-overhead" not in source and "allow_tf32" not in source
+    on_cuda = sequence(task_id, device="cuda")
+    names = [r.meta["move"] for r in on_cuda]
+    assert names[0] == ("sdpa" if task_id == "44_MiniGPTBlock" else "compile-cuda-graph")
+    assert {"compile-cuda-graph", "compile-reduce-overhead", "cuda-graph", "tf32"} <= set(names)
+    assert on_cuda[-1].meta["move"] == "tf32+compile-cuda-graph"  # the best-known combination
+    for reply in on_cuda:  # what runs only on a GPU is at least well-formed and passes the screen
+        source = extract_code(reply.text)
+        ast.parse(source)
+        assert screen(source).passed, screen(source).problems
+
+
+def test_requests_are_never_left_unanswered():
+    replies = sequence("1_TinyMLP")
+    best = replies[-1]
+    assert "best-known" in best.text and replies[-2].text == best.text == replies[-3].text
+    assert best.meta["move"] == "compile-max-autotune+task-moves"  # the first combination that applies
+    assert extract_code(best.text) == extract_code(replies[0].text)  # on this task it is compile max-autotune
+
+
+def test_counts_are_kept_per_task_and_role():
+    proposer = OfflineProposer()
+    assert ask(proposer, "1_TinyMLP").meta["index"] == 0
+    assert ask(proposer, "1_TinyMLP").meta["index"] == 1
+    ask(proposer, "1_TinyMLP", role="iba")
+    ask(proposer, "1_TinyMLP", role="efa")
+    assert ask(proposer, "2_TinyConvBN").meta["index"] == 0
+    assert ask(proposer, "1_TinyMLP").meta["index"] == 2
+
+
+def test_iba_lists_the_ideas_that_apply():
+    proposer = OfflineProposer()
+    text = ask(proposer, "44_MiniGPTBlock", role="iba").text
+    assert text.splitlines()[1].startswith("1. sdpa:")
+    for name in ("compile-max-autotune", "triton-activation", "bf16-autocast"):
+        assert f". {name}:" in text
+    assert not any(f". {name}:" in text for name in CUDA_ONLY)
+    on_cuda = asyncio.run(proposer.propose(Request(
+        role="iba", system="", prompt="", task_id="x", reference=TASKS["2_TinyConvBN"].read_text(), device="cuda"
+    )))  # fmt: skip
+    assert ". compile-cuda-graph:" in on_cuda.text and ". cudnn-benchmark:" in on_cuda.text
+
+
+def test_efa_answers_with_the_plain_compile_or_the_parent(evaluator):
+    proposer = OfflineProposer()
+    reference = TASKS["1_TinyMLP"].read_text()
+    compiled = compile_default(reference, None, "cpu").strip() + "\n"
+    broken = reference + "\n\nclass ModelNew(Model):\n    def forward(self, x):\n        return undefined_name\n"
+    assert extract_code(ask(proposer, "1_TinyMLP", role="efa", parent=broken).text) == compiled
+    assert extract_code(ask(proposer, "1_TinyMLP", role="efa").text) == compiled
+    again = ask(proposer, "1_TinyMLP", role="efa", parent=compiled)
+    assert (extract_code(again.text), again.meta["move"]) == (compiled, "parent")
+    assert evaluator.evaluate(task_from_file(TASKS["1_TinyMLP"]), compiled).status == "correct"
+
+
+def test_rewrites_change_the_built_model_not_the_source(tmp_path):
+    reference = TASKS["44_MiniGPTBlock"].read_text()
+    by_name = {r.meta["move"]: extract_code(r.text) for r in sequence("44_MiniGPTBlock")}
+    for move, part in (("sdpa", "CausalSelfAttentionSDPA"), ("triton-activation", "_PikeTritonActivation")):
+        assert by_name[move].startswith(reference.rstrip())
+        module = import_source(by_name[move], tmp_path, move.replace("-", "_"))
+        model = module.ModelNew(*module.get_init_inputs())
+        assert part in {type(m).__name__ for m in model.modules()}, move
+    assert type(model.model.mlp["act"]).__name__ == "_PikeTritonActivation"  # NewGELU, recognized on a probe
+
+
+def test_protocol_and_errors():
+    proposer = OfflineProposer()
+    assert isinstance(proposer, Proposer) and proposer.name == "offline"
+    with pytest.raises(ProposerError, match="no reference"):
+        asyncio.run(proposer.propose(Request(role="optimizer", system="", prompt="", task_id="t", device="cpu")))
+    with pytest.raises(ProposerError, match="role"):
+        ask(proposer, "1_TinyMLP", role="critic")
+    asyncio.run(proposer.aclose())

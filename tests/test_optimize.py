@@ -1,0 +1,52 @@
+"""The optimizer end to end on the CPU: `pike optimize`, and resuming a killed run."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+
+from conftest import DATA
+
+TINY = str(DATA / "level0" / "1_TinyMLP.py")
+
+
+def command(tmp_path, budget):
+    return [sys.executable, "-u", "-m", "pike_bench.cli", "optimize", TINY, "--device", "cpu", "--llm", "offline",
+            "--budget", str(budget), "--max-time", "0.2", "--store", str(tmp_path / "runs.sqlite"),
+            "--solutions", str(tmp_path / "solutions")]
+
+
+def counts(tmp_path):
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        return {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for table in ("llm_calls", "candidates", "evaluations")} | {
+            "sources": db.execute("SELECT COUNT(DISTINCT source_hash) FROM candidates").fetchone()[0],
+            "starts": db.execute("SELECT starts FROM runs").fetchall()}
+
+
+def test_pike_optimize_keeps_the_best_candidate(tmp_path):
+    run = subprocess.run(command(tmp_path, 4), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "offline proposer" in run.stdout and "level0/1_TinyMLP: 4 queries" in run.stdout
+    assert (tmp_path / "solutions" / "level0" / "1_TinyMLP.py").exists()
+
+
+def test_a_killed_run_resumes_and_does_not_spend_the_budget_twice(tmp_path):
+    budget = 8
+    child = subprocess.Popen(command(tmp_path, budget), stdout=subprocess.PIPE, text=True)
+    for line in child.stdout:
+        if " 2 candidates" in line:  # killed midway: replies and two evaluations are in the record
+            os.kill(child.pid, signal.SIGKILL)
+            break
+    child.wait(timeout=60)
+    before = counts(tmp_path)
+    assert before["evaluations"] == 2 and before["llm_calls"] <= budget
+    rerun = subprocess.run(command(tmp_path, budget), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"level0/1_TinyMLP: {budget} queries" in rerun.stdout
+    after = counts(tmp_path)
+    assert after["llm_calls"] == budget  # what the first run asked is answered from the record, not asked again
+    # each distinct source evaluated once: the recorded evaluations were not run again
+    assert after["evaluations"] == after["sources"]
+    assert after["starts"] == [(2,)]
