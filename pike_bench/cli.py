@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pike_bench.baselines import COMPILE_MODES
 from pike_bench.optimize import LLMS
-from pike_bench.search.presets import PRESETS
+from pike_bench.search.presets import PRESETS, preset
 from pike_bench.tasks import SIZES, TaskError, discover_tasks, find_task
 
 EXIT_OK, EXIT_NOT_CORRECT, EXIT_BAD_INPUT = 0, 1, 2
@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--tasks", action="append", default=[], metavar="PATH", help="folder of task files to find TASK in")
     opt.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     opt.add_argument("--size", choices=SIZES, default=None)
-    opt.add_argument("--strategy", choices=sorted(PRESETS), default="pike-b")
+    opt.add_argument("--strategy", default="pike-b", metavar="NAME|FILE.json",
+                     help=f"{', '.join(PRESETS)}, or a JSON preset file (default pike-b)")
     opt.add_argument("--budget", type=int, default=20, help="LLM queries per task (default 20)")
     opt.add_argument("--dollars", type=float, default=None, help="dollars per task at most")
     opt.add_argument("--llm", choices=LLMS, default="auto", help="default: anthropic if ANTHROPIC_API_KEY is set, else offline")
@@ -159,6 +160,11 @@ def optimize_tasks(args: argparse.Namespace) -> int:
 
     roots = [Path(p) for p in args.tasks] or None
     tasks = [find_task(spec, roots) for spec in args.tasks_to_run]
+    try:
+        preset(args.strategy)
+    except ValueError as exc:
+        print(f"pike: --strategy {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         device = resolve_device(args.device)
     except ValueError as exc:

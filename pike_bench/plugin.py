@@ -13,7 +13,7 @@ import pytest
 
 from pike_bench.baselines import BASELINES, COMPILE_MODES
 from pike_bench.optimize import LLMS
-from pike_bench.search.presets import PRESETS
+from pike_bench.search.presets import PRESETS, preset
 from pike_bench.tasks import SIZES, Task, TaskError, discover_tasks
 
 
@@ -41,8 +41,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="torch.compile mode of the compile baseline")
     group.addoption("--pike-optimize", action="store_true", default=False,
                     help="let LLM agents optimize the selected tasks (instead of timing their baselines)")
-    group.addoption("--pike-strategy", choices=sorted(PRESETS), default="pike-b",
-                    help="search strategy preset (default pike-b)")
+    group.addoption("--pike-strategy", default="pike-b", metavar="NAME|FILE.json",
+                    help=f"search strategy: {', '.join(PRESETS)}, or a JSON preset file (default pike-b)")
     group.addoption("--pike-budget", type=int, default=20, metavar="QUERIES",
                     help="LLM queries per task, EFA and IBA queries included (default 20)")
     group.addoption("--pike-dollars", type=float, default=None, metavar="USD", help="dollars per task at most")
@@ -61,6 +61,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "pike: a task of PIKE's filtered level-3 set")
     config.addinivalue_line("markers", "pike_optimize: runs only with --pike-optimize (the others only without)")
+    try:
+        preset(config.getoption("--pike-strategy"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"--pike-strategy: {exc}") from None
     if config.getoption("--pike-llm") == "replay" and not config.getoption("--pike-replay"):
         raise pytest.UsageError("--pike-llm replay needs --pike-replay FILE (a file of recorded replies)")
     if config.getoption("--pike-budget") < 1 and config.getoption("--pike-dollars") is None:

@@ -152,3 +152,21 @@ def test_replay_answers_by_slot_then_in_order(tmp_path):
 
 def test_parse_ideas_reads_numbered_lines():
     assert parse_ideas("Ideas:\n1. fuse\n2. graph it\nnot an idea\n3. ") == ["fuse", "graph it"]
+
+
+def test_the_efa_keeps_to_its_share_of_the_budget():
+    proposer = ScriptedProposer(broken_every=1)  # every optimizer program fails: the EFA would take all
+    agents = agents_for(proposer, Budget(queries=20))
+    asyncio.run(pike_b(agents, PikeBConfig(per_round=2, fix_attempts=5, iba=False, efa_share=0.25)))
+    roles = [r.role for r in proposer.requests]
+    assert roles.count("efa") == 5 and len(roles) == 20
+
+
+def test_a_preset_file_overrides_a_named_preset(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text('{"base": "pike-o", "islands": 2, "efa": false}')
+    config = preset(str(path))
+    assert (config.islands, config.efa, config.explore) == (2, False, PRESETS["pike-o"].explore)
+    path.write_text('{"base": "pike-o", "island": 2}')
+    with pytest.raises(ValueError, match="not a preset file"):
+        preset(str(path))

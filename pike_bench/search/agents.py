@@ -77,7 +77,7 @@ class Agents:
         request = Request(role=role, system=prompts.SYSTEMS[role], prompt=prompt, model=self.models.get(role, ""),
                           task_id=self.task_id, slot=slot, reference=self.reference, parent=parent, device=self.device)
         bound = self.worst_case(request)
-        if not self.budget.try_reserve(bound):
+        if not self.budget.try_reserve(bound, role):
             return None
         try:
             reply = await self.proposer.propose(request)

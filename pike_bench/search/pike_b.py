@@ -20,12 +20,14 @@ class PikeBConfig:
     per_round: int = 10
     top_k: int = 3
     fix_attempts: int = 2
+    efa_share: float = 0.3  # the EFA's share of the query budget
     iba: bool = True
     ideas: int = 10
     max_rounds: int | None = None
 
 
 async def pike_b(agents: Agents, config: PikeBConfig) -> list[Scored]:
+    agents.budget.share("efa", config.efa_share)
     ideas = await agents.brainstorm(config.ideas) if config.iba else []
     round_number = 0
     while config.max_rounds is None or round_number < config.max_rounds:

@@ -33,6 +33,7 @@ class PikeOConfig:
     migration_interval: int = 5
     efa: bool = True
     fix_attempts: int = 1
+    efa_share: float = 0.3  # the EFA's share of the query budget
     seed: int = 0
     max_generations: int | None = None
 
@@ -60,6 +61,7 @@ class Population:
 
 
 async def pike_o(agents: Agents, config: PikeOConfig) -> list[Scored]:
+    agents.budget.share("efa", config.efa_share)
     population = Population([[] for _ in range(config.islands)])
     generation = 0
     while config.max_generations is None or generation < config.max_generations:

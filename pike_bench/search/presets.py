@@ -9,7 +9,9 @@ are not reproduced here until their exact meaning is confirmed against the paper
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 from pike_bench.search.pike_b import PikeBConfig
 from pike_bench.search.pike_o import PikeOConfig
@@ -27,6 +29,19 @@ PRESETS = {
 
 
 def preset(name: str) -> PikeBConfig | PikeOConfig:
+    """A named preset, or a JSON preset file: {"base": "pike-o", "islands": 2, ...}."""
+    if name.endswith(".json"):
+        return _preset_file(Path(name))
     if name not in PRESETS:
-        raise ValueError(f"unknown strategy {name!r}; one of {', '.join(PRESETS)}")
+        raise ValueError(f"unknown strategy {name!r}; one of {', '.join(PRESETS)}, or a .json preset file")
     return PRESETS[name]
+
+
+def _preset_file(path: Path) -> PikeBConfig | PikeOConfig:
+    try:
+        values = json.loads(path.read_text())
+        base = preset(values.pop("base"))
+        return replace(base, **values)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a preset file ({type(exc).__name__}: {exc}); "
+                         'write {"base": "pike-b", "per_round": 8, ...}') from None
