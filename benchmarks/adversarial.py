@@ -32,14 +32,8 @@ HONEST = {
 }
 
 
-def header(path: Path) -> dict[str, str]:
-    fields = {}
-    for line in path.read_text().splitlines():
-        if not line.startswith("# ") or ":" not in line:
-            break
-        key, value = line[2:].split(":", 1)
-        fields[key.strip()] = value.strip()
-    return fields
+sys.path.insert(0, str(ADVERSARIAL))
+from test_adversarial import header  # noqa: E402  (the verdict each candidate names)
 
 
 def adversarial() -> list[dict]:

@@ -21,6 +21,10 @@ from pike_bench.tasks import SIZES, TaskError, discover_tasks, find_task
 EXIT_OK, EXIT_NOT_CORRECT, EXIT_BAD_INPUT = 0, 1, 2
 
 
+class BadInput(Exception):
+    """A wrong option or file; the message is the one line the user sees."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pike", description="pike-bench: make PyTorch programs faster, measured honestly")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "optimize":
             return optimize_tasks(args)
         return eval_candidate(args)
-    except TaskError as exc:
+    except (TaskError, BadInput) as exc:
         print(f"pike: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -103,23 +107,17 @@ def list_tasks(args: argparse.Namespace) -> int:
 
 
 def eval_candidate(args: argparse.Namespace) -> int:
-    from pike_bench.evaluate import Evaluator, TimingOptions, resolve_device
+    from pike_bench.evaluate import Evaluator, TimingOptions
     from pike_bench.report import eval_table
 
     task = find_task(args.task, [Path(p) for p in args.tasks] or None)
     try:
         source = args.candidate.read_text()
     except OSError as exc:
-        print(f"pike: cannot read {args.candidate}: {exc.strerror}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise BadInput(f"cannot read {args.candidate}: {exc.strerror}") from None
     if args.trials < 1:
-        print("pike: --trials must be at least 1", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        device = resolve_device(args.device)
-    except ValueError as exc:
-        print(f"pike: --device {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise BadInput("--trials must be at least 1")
+    device = _device(args.device)
     with Evaluator(
         device,
         size=args.size,
@@ -154,7 +152,7 @@ def eval_candidate(args: argparse.Namespace) -> int:
 
 
 def optimize_tasks(args: argparse.Namespace) -> int:
-    from pike_bench.evaluate import Evaluator, TimingOptions, resolve_device
+    from pike_bench.evaluate import Evaluator, TimingOptions
     from pike_bench.optimize import Optimizer, OptimizeOptions, choose_llm
     from pike_bench.report import optimize_table
 
@@ -163,21 +161,15 @@ def optimize_tasks(args: argparse.Namespace) -> int:
     try:
         preset(args.strategy)
     except ValueError as exc:
-        print(f"pike: --strategy {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        device = resolve_device(args.device)
-    except ValueError as exc:
-        print(f"pike: --device {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise BadInput(f"--strategy {exc}") from None
+    device = _device(args.device)
     options = OptimizeOptions(
         strategy=args.strategy, budget_queries=args.budget, budget_dollars=args.dollars, llm=args.llm,
         replay_file=args.replay, model=args.model, efa_model=args.efa_model, concurrency=args.concurrency,
         store_path=Path(args.store), solutions_dir=Path(args.solutions),
     )
     if args.llm == "replay" and not args.replay:
-        print("pike: --llm replay needs --replay FILE (a file of recorded replies)", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise BadInput("--llm replay needs --replay FILE (a file of recorded replies)")
     if choose_llm(options) == "offline":
         print("pike: no ANTHROPIC_API_KEY, so the offline proposer writes the candidates (no LLM, no cost)")
     with Evaluator(device, size=args.size, timing=TimingOptions(max_seconds=args.max_time)) as evaluator:
@@ -185,6 +177,15 @@ def optimize_tasks(args: argparse.Namespace) -> int:
         outcomes = [optimizer.optimize(task) for task in tasks]
     print(optimize_table(outcomes))
     return EXIT_OK if all(o.best is not None for o in outcomes) else EXIT_NOT_CORRECT
+
+
+def _device(option: str | None) -> str:
+    from pike_bench.evaluate import resolve_device
+
+    try:
+        return resolve_device(option)
+    except ValueError as exc:
+        raise BadInput(f"--device {exc}") from None
 
 
 if __name__ == "__main__":
