@@ -1,4 +1,5 @@
-"""The task suite: every task's baselines checked on Hypothesis inputs and timed.
+"""The task suite: every task's baselines checked on Hypothesis inputs and timed, and
+every kept solution gated (correct on fresh inputs, not slower than recorded).
 
 `pytest -k level3` selects a suite, `-k LSTM` a task, `-m pike` PIKE's level-3 set.
 Eager, compile and graph of one task are timed side by side in one worker job;
@@ -49,3 +50,20 @@ def test_optimize(pike_task, pike_optimize):
     outcome = pike_optimize
     if outcome.best is None:
         pytest.fail(f"no correct candidate in {outcome.queries} queries ({outcome.candidates} evaluated)", pytrace=False)
+
+
+def test_solution(pike_solution, pike_gate, benchmark):
+    """A kept solution: re-verified on fresh inputs and re-timed against eager in the same run."""
+    task, solution = pike_solution
+    verdict = pike_gate
+    if verdict.result.timing is not None:
+        eager = verdict.result.speedups.get("eager")
+        benchmark.group = f"{task.id} solutions"
+        record_in_benchmark(benchmark, verdict.result.timing.times_ms, {
+            "task": task.id, "solution": solution.name, "device": verdict.result.device,
+            "device_name": verdict.result.device_name, "torch": verdict.result.torch_version,
+            "speedup_over_eager": None if eager is None else eager.value,
+            "speedup_interval": None if eager is None else [eager.low, eager.high],
+        })
+    if not verdict.passed:
+        pytest.fail(verdict.message, pytrace=False)

@@ -77,8 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--efa-model", default=None)
     opt.add_argument("--concurrency", type=int, default=16)
     opt.add_argument("--store", default=".pike/runs.sqlite")
-    opt.add_argument("--solutions", default=".pike/solutions")
+    opt.add_argument("--solutions", default="solutions", help="where kept solutions live (default solutions/)")
     opt.add_argument("--max-time", type=float, default=20.0, help="time cap of each candidate's timing rounds")
+
+    keep = commands.add_parser("accept", help="check a candidate and keep it as a task's solution (gated on every run)")
+    keep.add_argument("candidate", type=Path, help="Python file that defines ModelNew")
+    keep.add_argument("--task", required=True, help="task id or task file path")
+    keep.add_argument("--name", default="manual", help="the solution's name (default manual)")
+    keep.add_argument("--tasks", action="append", default=[], metavar="PATH")
+    keep.add_argument("--device", default=None)
+    keep.add_argument("--solutions", default="solutions")
+
+    drop = commands.add_parser("remove", help="remove a kept solution")
+    drop.add_argument("--task", required=True)
+    drop.add_argument("--name", required=True)
+    drop.add_argument("--solutions", default="solutions")
     return parser
 
 
@@ -89,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
             return list_tasks(args)
         if args.command == "optimize":
             return optimize_tasks(args)
+        if args.command == "accept":
+            return accept_solution(args)
+        if args.command == "remove":
+            return remove_solution(args)
         return eval_candidate(args)
     except (TaskError, BadInput) as exc:
         print(f"pike: {exc}", file=sys.stderr)
@@ -177,6 +194,39 @@ def optimize_tasks(args: argparse.Namespace) -> int:
         outcomes = [optimizer.optimize(task) for task in tasks]
     print(optimize_table(outcomes))
     return EXIT_OK if all(o.best is not None for o in outcomes) else EXIT_NOT_CORRECT
+
+
+def accept_solution(args: argparse.Namespace) -> int:
+    from pike_bench import solutions
+    from pike_bench.evaluate import Evaluator
+
+    task = find_task(args.task, [Path(p) for p in args.tasks] or None)
+    try:
+        source = args.candidate.read_text()
+    except OSError as exc:
+        raise BadInput(f"cannot read {args.candidate}: {exc.strerror}") from None
+    with Evaluator(_device(args.device)) as evaluator:
+        try:
+            kept = solutions.accept(evaluator, task, source, args.name, {"by": "hand", "file": str(args.candidate)},
+                                    Path(args.solutions))
+        except ValueError as exc:
+            print(f"pike: {task.id}: {exc}", file=sys.stderr)
+            return EXIT_NOT_CORRECT
+    speedups = kept.accepted["speedups"]
+    print(f"kept {kept.path(Path(args.solutions))}: " + ", ".join(
+        f"{v['value']:.2f}x over {k}" for k, v in speedups.items()) + f" on {kept.accepted['device_name']}")
+    return EXIT_OK
+
+
+def remove_solution(args: argparse.Namespace) -> int:
+    from pike_bench import solutions
+
+    try:
+        solutions.remove(Path(args.solutions), args.task, args.name)
+    except FileNotFoundError as exc:
+        raise BadInput(str(exc)) from None
+    print(f"removed {args.task}/{args.name}")
+    return EXIT_OK
 
 
 def _device(option: str | None) -> str:

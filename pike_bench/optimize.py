@@ -27,6 +27,7 @@ from pike_bench.search.budget import Budget
 from pike_bench.search.pike_b import PikeBConfig, pike_b
 from pike_bench.search.pike_o import pike_o
 from pike_bench.search.presets import preset
+from pike_bench import solutions
 from pike_bench.store import Store
 from pike_bench.tasks import Task
 
@@ -44,7 +45,7 @@ class OptimizeOptions:
     efa_model: str | None = None
     concurrency: int = 16
     store_path: Path = Path(".pike/runs.sqlite")
-    solutions_dir: Path = Path(".pike/solutions")
+    solutions_dir: Path = solutions.DEFAULT_DIR
 
 
 @dataclass
@@ -203,22 +204,16 @@ class Optimizer:
         return outcome
 
     def _write_solution(self, task: Task, best: Scored, result: EvalResult) -> Path | None:
-        """Keep the best candidate as the task's solution, only if it beats the stored one."""
-        path = self.options.solutions_dir / task.level / f"{task.name}.py"
-        meta_path = path.with_suffix(".json")
+        """Keep the best candidate as the task's solution "best", only if it beats the stored one
+        on this device."""
+        root = self.options.solutions_dir
+        stored = {s.name: s for s in solutions.for_task(root, task.id)}.get("best")
         speedup = best.outcome.speedup or 0.0
-        if meta_path.exists():
-            stored = json.loads(meta_path.read_text())
-            if stored.get("device_name") == result.device_name and stored.get("speedup_eager", 0.0) >= speedup:
-                return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(best.source)
-        meta = {"task": task.id, "strategy": self.options.strategy, "llm": choose_llm(self.options),
-                "speedup_eager": speedup, "speedups": {k: asdict(v) for k, v in result.speedups.items()},
-                "device": result.device, "device_name": result.device_name, "torch": result.torch_version,
-                "precision": result.precision, "languages": result.languages, "mode": result.mode, "size": result.size}
-        meta_path.write_text(json.dumps(meta, indent=2))
-        return path
+        if stored is not None and stored.baselines.get(result.device_name, 0.0) >= speedup:
+            return None
+        origin = {"by": "pike optimize", "strategy": self.options.strategy, "llm": choose_llm(self.options),
+                  "model": self.options.model, "efa_model": self.options.efa_model, "slot": best.slot}
+        return solutions.save(root, solutions.from_result(task, "best", best.source, result, origin))
 
 
 __all__ = ["Optimizer", "OptimizeOptions", "TaskOutcome", "LLMS"]

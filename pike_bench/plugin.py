@@ -54,8 +54,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pike-concurrency", type=int, default=16, metavar="N", help="LLM requests in flight")
     group.addoption("--pike-store", default=".pike/runs.sqlite", metavar="PATH",
                     help="the record of runs (a rerun of the same command resumes from it)")
-    group.addoption("--pike-solutions", default=".pike/solutions", metavar="DIR",
-                    help="where the best candidate of each task is kept")
+    group.addoption("--pike-solutions", default="solutions", metavar="DIR",
+                    help="kept solutions: written by --pike-optimize, gated on every run without it")
+    group.addoption("--pike-gate-tolerance", type=float, default=0.10, metavar="FRACTION",
+                    help="a solution fails when its speedup over eager drops more than this below the recorded one")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -95,6 +97,7 @@ class PikePlugin:
         self._optimizer = None
         self.runs: dict[str, object] = {}
         self.optimized: dict[str, object] = {}
+        self.gated: list = []
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         size = config.getoption("--pike-size") or ("full" if self.device.startswith("cuda") else "small")
@@ -114,6 +117,16 @@ class PikePlugin:
             items[:] = keep
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "pike_solution" in metafunc.fixturenames:
+            from pike_bench import solutions
+
+            root = Path(self.config.getoption("--pike-solutions"))
+            pairs = [(task, s) for task in self.tasks for s in solutions.for_task(root, task.id)]
+            metafunc.parametrize("pike_solution", [
+                pytest.param(pair, id=f"{pair[0].id}-{pair[1].name}", marks=[getattr(pytest.mark, m) for m in pair[0].marks])
+                for pair in pairs
+            ])
+            return
         if "pike_task" not in metafunc.fixturenames:
             return
         params = [
@@ -163,6 +176,15 @@ class PikePlugin:
         self.optimized[task.id] = self.optimizer().optimize(task)
         return self.optimized[task.id]
 
+    def gate(self, task: Task, solution):
+        from pike_bench import solutions
+
+        verdict = solutions.gate(self.evaluator(), task, solution, self.config.getoption("--pike-gate-tolerance"))
+        if verdict.rebaselined:
+            solutions.rebaseline(Path(self.config.getoption("--pike-solutions")), solution, verdict)
+        self.gated.append(verdict)
+        return verdict
+
     def baseline_run(self, task: Task):
         if task.id not in self.runs:
             from pike_bench.suite import measure_baselines
@@ -175,7 +197,7 @@ class PikePlugin:
             self._evaluator.close()
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.runs and not self.errors and not self.optimized:
+        if not self.runs and not self.errors and not self.optimized and not self.gated:
             return
         from pike_bench.report import baseline_table, optimize_table
 
@@ -184,6 +206,8 @@ class PikePlugin:
             terminalreporter.write_line(baseline_table(list(self.runs.values())))
         if self.optimized:
             terminalreporter.write_line(optimize_table(list(self.optimized.values())))
+        for verdict in self.gated:
+            terminalreporter.write_line(("gate ok: " if verdict.passed else "gate FAILED: ") + verdict.message)
         for error in self.errors:
             terminalreporter.write_line(f"task error: {error}")
 
@@ -215,9 +239,16 @@ def pike_optimize(request: pytest.FixtureRequest, pike_task: Task):
 
 
 @pytest.fixture
+def pike_gate(request: pytest.FixtureRequest, pike_solution):
+    """Re-verifies and re-times a kept solution against eager; returns its Verdict."""
+    task, solution = pike_solution
+    return request.config.pluginmanager.get_plugin("pike-session").gate(task, solution)
+
+
+@pytest.fixture
 def pike_evaluator(request: pytest.FixtureRequest):
     """The session's :class:`~pike_bench.evaluate.Evaluator` (one worker for the device)."""
     return request.config.pluginmanager.get_plugin("pike-session").evaluator()
 
 
-__all__ = ["BASELINES", "pike_task", "pike_baselines", "pike_evaluator", "pike_optimize"]
+__all__ = ["BASELINES", "pike_task", "pike_baselines", "pike_evaluator", "pike_optimize", "pike_gate"]
