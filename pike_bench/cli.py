@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     keep.add_argument("--device", default=None)
     keep.add_argument("--solutions", default="solutions")
 
+    board = commands.add_parser("leaderboard", help="the runs in the record as a table, JSON or an HTML page with plots")
+    board.add_argument("--store", default=".pike/runs.sqlite")
+    board.add_argument("--format", choices=("md", "json", "html"), default="md")
+    board.add_argument("--view", choices=("entries", "compare"), default="entries",
+                       help="md: a row per strategy and task, or strategies side by side")
+    board.add_argument("--out", type=Path, default=None,
+                       help="folder to write leaderboard.{md,json,html} and the plots to (default: print)")
+
     drop = commands.add_parser("remove", help="remove a kept solution")
     drop.add_argument("--task", required=True)
     drop.add_argument("--name", required=True)
@@ -106,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             return accept_solution(args)
         if args.command == "remove":
             return remove_solution(args)
+        if args.command == "leaderboard":
+            return show_leaderboard(args)
         return eval_candidate(args)
     except (TaskError, BadInput) as exc:
         print(f"pike: {exc}", file=sys.stderr)
@@ -226,6 +236,33 @@ def remove_solution(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         raise BadInput(str(exc)) from None
     print(f"removed {args.task}/{args.name}")
+    return EXIT_OK
+
+
+def show_leaderboard(args: argparse.Namespace) -> int:
+    from pike_bench import leaderboard, plots
+
+    try:
+        board = leaderboard.build(args.store)
+    except FileNotFoundError:
+        raise BadInput(f"no record at {args.store}; run `pike optimize` (or pytest --pike-optimize) first") from None
+    pictures = {}
+    if args.format == "html" or args.out:
+        pictures = {
+            "trajectory_queries.png": plots.trajectory_png(board, x="queries"),
+            "trajectory_dollars.png": plots.trajectory_png(board, x="dollars"),
+            "speedups.png": plots.speedup_bars_png(board),
+        }
+    text = {"md": lambda: board.to_markdown(view=args.view), "json": board.to_json,
+            "html": lambda: board.to_html(pictures)}[args.format]()
+    if args.out is None:
+        print(text)
+        return EXIT_OK
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"leaderboard.{args.format}").write_text(text)
+    for name, data in pictures.items():
+        (args.out / name).write_bytes(data)
+    print(f"wrote {args.out / f'leaderboard.{args.format}'} and {len(pictures)} plots")
     return EXIT_OK
 
 

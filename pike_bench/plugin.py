@@ -108,9 +108,10 @@ class PikePlugin:
         )
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        # --pike-optimize runs the optimize tests only; without it they are left out.
+        # --pike-optimize runs the optimize tests only; without it they are left out, and so
+        # is the solution test when no solution is kept.
         optimize = config.getoption("--pike-optimize")
-        keep = [i for i in items if bool(i.get_closest_marker("pike_optimize")) == optimize]
+        keep = [i for i in items if bool(i.get_closest_marker("pike_optimize")) == optimize and not _no_solution(i)]
         dropped = [i for i in items if i not in keep]
         if dropped:
             config.hook.pytest_deselected(items=dropped)
@@ -210,6 +211,12 @@ class PikePlugin:
             terminalreporter.write_line(("gate ok: " if verdict.passed else "gate FAILED: ") + verdict.message)
         for error in self.errors:
             terminalreporter.write_line(f"task error: {error}")
+
+
+def _no_solution(item: pytest.Item) -> bool:
+    """A solution test with nothing to gate (no kept solutions): left out rather than skipped."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return "pike_solution" in getattr(item, "fixturenames", ()) and not isinstance(params.get("pike_solution"), tuple)
 
 
 def _error_id(error: TaskError) -> str:

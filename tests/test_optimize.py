@@ -29,7 +29,7 @@ def test_pike_optimize_keeps_the_best_candidate(tmp_path):
     run = subprocess.run(command(tmp_path, 4), capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     assert "offline proposer" in run.stdout and "level0/1_TinyMLP: 4 queries" in run.stdout
-    assert (tmp_path / "solutions" / "level0" / "1_TinyMLP.py").exists()
+    assert (tmp_path / "solutions" / "level0" / "1_TinyMLP" / "best.py").exists()
 
 
 def test_a_killed_run_resumes_and_does_not_spend_the_budget_twice(tmp_path):

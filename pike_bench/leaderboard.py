@@ -1,0 +1,589 @@
+"""The leaderboard: what each strategy reached on each task, read back from the run store.
+
+    board = build(".pike/runs.sqlite")
+    print(board.to_markdown())                     # one row per (strategy, task), then geomeans
+    print(board.to_markdown(view="compare"))       # one row per task, one column per strategy
+    Path("board.json").write_text(board.to_json()) # follows leaderboard_schema.json
+    Path("board.html").write_text(board.to_html({"queries": plots.trajectory_png(board)}))
+
+What an entry is. The optimizer records one run per (task, strategy, config...) key, and
+the run's config JSON names its task, strategy and llm. An entry is one (strategy, task):
+its best candidate is the store's own ``Store.best`` (only ``correct`` counts; a
+``suspicious`` one waits for a person), its times come from that candidate's latest
+evaluation (eager and compile medians are the baselines timed in the same rounds), and
+its speedups are the stored paired speedups, never recomputed from the medians (the
+median of per-round ratios is not the ratio of the medians).
+
+Strategy names. An entry's strategy is the run's strategy, plus "/<llm>" when the store
+holds that strategy with more than one llm (offline and anthropic runs side by side
+would otherwise be mixed). When two runs still share a (strategy, task) (another budget,
+device or model), the run started last (highest id) is shown and the others are listed
+in ``superseded_runs``: mixing two budgets in one row would make its numbers belong to
+neither.
+
+The trajectory. For each strategy: the geomean over its tasks of the best-so-far speedup
+over eager, against the LLM queries spent on each task and against the dollars spent on
+each task (per task, not summed over tasks: every task had its own budget). Within a
+task run the calls are ordered by id; a candidate sits at query index q:
+
+- when it names its call (``llm_call_id``): q is that call's position (1-based);
+- otherwise (the optimizer records ``llm_call_id = NULL``): q is the number of the run's
+  calls created at or before the candidate (``created_at``). A candidate is recorded
+  after its reply, so this is the budget spent when it was known; with concurrent
+  requests it also counts calls still in flight, which is what the run had paid for.
+
+Its dollar position is the run's cumulative dollars after q calls. A task with no
+correct candidate yet counts 1.0x (its reference is what one would run). A task whose
+run ended earlier keeps its last value. The last point of a strategy's trajectory is
+therefore its ``geomean_eager_all_tasks``.
+
+The SQL here is read-only and small: listing the runs and their tasks, and reading one
+evaluation's result JSON by id, which ``Store`` has no method for.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import sqlite3
+from base64 import b64encode
+from collections import defaultdict
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from tabulate import tabulate
+
+from pike_bench.store import Store
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("leaderboard_schema.json")
+AXES = ("queries", "dollars")
+VIEWS = ("entries", "compare")
+METRICS = ("eager", "compile")
+
+
+# -- values -------------------------------------------------------------------------------
+
+
+@dataclass
+class Interval:
+    """A stored speedup: the median of per-round ratios and its bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+@dataclass
+class Step:
+    """A correct candidate that beat every earlier one of its task: the staircase of best-so-far."""
+
+    queries: int  # query index q (see the module docstring)
+    dollars: float  # dollars spent on the task after q queries
+    speedup_eager: float
+    candidate_id: int
+
+    def at(self, axis: str) -> float:
+        return self.queries if axis == "queries" else self.dollars
+
+
+@dataclass
+class Entry:
+    """One (strategy, task): the best candidate and what the search spent to find it."""
+
+    strategy: str
+    task: str
+    level: str
+    run_id: int
+    run_key: str
+    llm: str
+    models: list[str]  # reply models, as answered
+    queries: int
+    dollars: float
+    candidates_evaluated: int
+    candidates_correct: int
+    best_candidate_id: int | None = None
+    best_ms: float | None = None
+    eager_ms: float | None = None
+    compile_ms: float | None = None
+    speedup_eager: Interval | None = None
+    speedup_compile: Interval | None = None
+    languages: list[str] = field(default_factory=list)
+    precision: str = ""
+    device_name: str = ""
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def solved(self) -> bool:
+        # A correct candidate with a speedup over eager (one timed without baselines has none to rank by).
+        return self.speedup_eager is not None
+
+    def horizon(self, axis: str) -> float:
+        return self.queries if axis == "queries" else self.dollars
+
+    def best_at(self, axis: str, x: float) -> float | None:
+        """Best-so-far speedup over eager once x queries (or dollars) were spent; None before any."""
+        reached = [step.speedup_eager for step in self.steps if step.at(axis) <= x]
+        return max(reached) if reached else None
+
+
+@dataclass
+class Geomean:
+    """Geometric means of one strategy's best speedups, over one level (or all: level None)."""
+
+    strategy: str
+    level: str | None
+    tasks: int
+    solved: int  # tasks with a correct candidate
+    eager: float | None  # over solved tasks
+    compile: float | None  # over solved tasks that have a compile speedup
+    eager_all_tasks: float  # over every task, an unsolved one counted 1.0x: comparable across strategies
+
+
+@dataclass
+class Trajectory:
+    strategy: str
+    axis: str  # "queries" or "dollars" (per task)
+    points: list[tuple[float, float]]  # (x, geomean best-so-far speedup over eager); a step function
+
+
+@dataclass
+class Leaderboard:
+    store: str
+    generated_at: str
+    entries: list[Entry]
+    geomeans: list[Geomean]
+    trajectories: list[Trajectory]
+    superseded_runs: list[int] = field(default_factory=list)
+
+    @property
+    def strategies(self) -> list[str]:
+        return sorted({entry.strategy for entry in self.entries})
+
+    @property
+    def tasks(self) -> list[str]:
+        return sorted({entry.task for entry in self.entries}, key=_task_order)
+
+    def entry(self, strategy: str, task: str) -> Entry | None:
+        return next((e for e in self.entries if e.strategy == strategy and e.task == task), None)
+
+    def geomean(self, strategy: str, level: str | None = None) -> Geomean | None:
+        return next((g for g in self.geomeans if g.strategy == strategy and g.level == level), None)
+
+    def trajectory(self, strategy: str, axis: str = "queries") -> Trajectory | None:
+        return next((t for t in self.trajectories if t.strategy == strategy and t.axis == axis), None)
+
+    # -- formats ------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        trajectories = [
+            {"strategy": t.strategy, "axis": t.axis, "points": [{"x": x, "speedup_eager": y} for x, y in t.points]}
+            for t in self.trajectories
+        ]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "store": self.store,
+            "generated_at": self.generated_at,
+            "strategies": self.strategies,
+            "tasks": self.tasks,
+            "entries": [asdict(entry) for entry in self.entries],
+            "geomeans": [asdict(geomean) for geomean in self.geomeans],
+            "trajectories": trajectories,
+            "superseded_runs": self.superseded_runs,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_markdown(self, view: str = "entries", metric: str = "eager") -> str:
+        """GitHub tables. "entries": a row per (strategy, task), then the geomeans;
+        "compare": a row per task, a column per strategy (speedup over `metric`)."""
+        if view not in VIEWS:
+            raise ValueError(f"unknown view {view!r}; one of {', '.join(VIEWS)}")
+        if view == "compare":
+            headers, rows, footer = _compare_table(self, metric, bold=True)
+            return tabulate(rows + footer, headers=headers, tablefmt="github")
+        entries = tabulate([_entry_row(e) for e in self.entries], headers=ENTRY_HEADERS, tablefmt="github")
+        geomeans = tabulate([_geomean_row(g) for g in self.geomeans], headers=GEOMEAN_HEADERS, tablefmt="github")
+        return f"{entries}\n\n{geomeans}\n\n{NOTE}"
+
+    def to_html(self, plots: dict[str, bytes] | None = None) -> str:
+        """One self-contained page: sortable tables and the plots as data URIs; nothing is fetched."""
+        return _html_page(self, plots or {})
+
+
+# -- reading the store --------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    id: int
+    key: str
+    strategy: str
+    llm: str
+    tasks: list[str]
+
+
+def build(store_path: str | Path) -> Leaderboard:
+    path = Path(store_path)
+    if not path.is_file():  # Store() would create an empty record; a typo should say so instead
+        raise FileNotFoundError(f"no run store at {path}")
+    with Store(path) as store, closing(_read_only(path)) as db:
+        runs = _runs(store, db)
+        chosen, superseded = _choose_runs(runs)
+        entries = [_entry(store, db, run, strategy, task) for (strategy, task), run in chosen.items()]
+    entries.sort(key=lambda e: (e.strategy, _task_order(e.task)))
+    return Leaderboard(
+        store=str(path),
+        generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        entries=entries,
+        geomeans=_geomeans(entries),
+        trajectories=[_trajectory(s, [e for e in entries if e.strategy == s], axis)
+                      for s in sorted({e.strategy for e in entries}) for axis in AXES],
+        superseded_runs=sorted(superseded),
+    )
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    # Opened while Store holds the file, so the WAL's shared-memory file exists for a read-only reader.
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def _runs(store: Store, db: sqlite3.Connection) -> list[_Run]:
+    tasks: dict[int, set[str]] = defaultdict(set)
+    for row in db.execute("SELECT run_id, task_id FROM candidates UNION SELECT run_id, task_id FROM llm_calls"):
+        tasks[row["run_id"]].add(row["task_id"])
+    runs = []
+    for (run_id,) in db.execute("SELECT id FROM runs ORDER BY id").fetchall():
+        run = store.run(run_id)
+        config = run["config"] if isinstance(run["config"], dict) else {}
+        named = {config["task"]} if config.get("task") else set()  # a run that recorded nothing yet still shows
+        runs.append(_Run(run_id, run["key"], str(config.get("strategy", "?")), str(config.get("llm", "")),
+                         sorted(tasks[run_id] | named)))
+    return runs
+
+
+def _choose_runs(runs: list[_Run]) -> tuple[dict[tuple[str, str], _Run], list[int]]:
+    """(strategy label, task) -> the run shown; and the runs left out because a later one covers them."""
+    llms: dict[str, set[str]] = defaultdict(set)
+    for run in runs:
+        llms[run.strategy].add(run.llm)
+    chosen: dict[tuple[str, str], _Run] = {}
+    superseded: set[int] = set()
+    for run in runs:  # in id order: a later run replaces an earlier one
+        label = run.strategy if len(llms[run.strategy]) == 1 else f"{run.strategy}/{run.llm or '?'}"
+        for task in run.tasks:
+            earlier = chosen.get((label, task))
+            if earlier is not None and earlier.id != run.id:
+                superseded.add(earlier.id)
+            chosen[(label, task)] = run
+    shown = {run.id for run in chosen.values()}
+    return chosen, sorted(superseded - shown)
+
+
+def _entry(store: Store, db: sqlite3.Connection, run: _Run, strategy: str, task: str) -> Entry:
+    calls = store.llm_calls(run.id, task)
+    candidates = store.candidates(run.id, task)
+    entry = Entry(
+        strategy=strategy, task=task, level=_level(task), run_id=run.id, run_key=run.key, llm=run.llm,
+        models=sorted({c["reply_model"] for c in calls if c["reply_model"]}),
+        queries=len(calls), dollars=_spent(calls)[-1],
+        candidates_evaluated=sum(1 for c in candidates if c["evaluation_id"] is not None),
+        candidates_correct=sum(1 for c in candidates if c["status"] == "correct"),
+        steps=_steps(calls, candidates),
+    )
+    best = store.best(run.id, task)
+    if best is not None:
+        _fill_best(entry, best, _result(db, best["evaluation_id"]))
+    return entry
+
+
+def _result(db: sqlite3.Connection, evaluation_id: int) -> dict:
+    row = db.execute("SELECT result FROM evaluations WHERE id = ?", (evaluation_id,)).fetchone()
+    return json.loads(row["result"])
+
+
+def _fill_best(entry: Entry, best: dict, result: dict) -> None:
+    entry.best_candidate_id = best["id"]
+    entry.best_ms = best["candidate_ms"]
+    entry.eager_ms = _baseline_ms(result, "eager")
+    entry.compile_ms = _baseline_ms(result, "compile")
+    entry.speedup_eager = _interval(best["speedups"].get("eager"))
+    entry.speedup_compile = _interval(best["speedups"].get("compile"))
+    entry.languages = list(result.get("languages") or [])
+    entry.precision = result.get("precision") or ""
+    entry.device_name = result.get("device_name") or ""
+
+
+def _baseline_ms(result: dict, name: str) -> float | None:
+    timing = (result.get("baselines", {}).get(name) or {}).get("timing")
+    return timing["median_ms"] if timing else None
+
+
+def _interval(speedup: dict | None) -> Interval | None:
+    return Interval(speedup["value"], speedup["low"], speedup["high"]) if speedup else None
+
+
+def _spent(calls: list[dict]) -> list[float]:
+    """spent[q]: dollars after q calls. Each a correctly rounded sum (fsum), so a step's
+    dollars and the entry's total are the same number when they are the same sum."""
+    dollars = [call["dollars"] for call in calls]
+    return [math.fsum(dollars[:q]) for q in range(len(dollars) + 1)]
+
+
+def _steps(calls: list[dict], candidates: list[dict]) -> list[Step]:
+    """The staircase of best-so-far speedups over eager, each step placed at its query index."""
+    spent = _spent(calls)
+    position = {call["id"]: q for q, call in enumerate(calls, start=1)}
+    created = [call["created_at"] for call in calls]
+    placed = []
+    for candidate in candidates:
+        if candidate["status"] != "correct" or candidate["speedup_eager"] is None:
+            continue
+        q = position.get(candidate["llm_call_id"])
+        if q is None:  # no link: the calls made by the time it was recorded
+            q = sum(1 for t in created if t <= candidate["created_at"])
+        placed.append((q, candidate["id"], candidate["speedup_eager"]))
+    steps: list[Step] = []
+    for q, candidate_id, speedup in sorted(placed):
+        if not steps or speedup > steps[-1].speedup_eager:
+            steps.append(Step(q, spent[q], speedup, candidate_id))
+    return steps
+
+
+# -- geomeans and trajectories --------------------------------------------------------------
+
+
+def geometric_mean(values: Iterable[float]) -> float | None:
+    logs = [math.log(v) for v in values if v is not None and v > 0]
+    return math.exp(math.fsum(logs) / len(logs)) if logs else None
+
+
+def _geomeans(entries: list[Entry]) -> list[Geomean]:
+    out = []
+    for strategy in sorted({e.strategy for e in entries}):
+        mine = [e for e in entries if e.strategy == strategy]
+        for level in sorted({e.level for e in mine}):
+            out.append(_geomean(strategy, level, [e for e in mine if e.level == level]))
+        out.append(_geomean(strategy, None, mine))
+    return out
+
+
+def _geomean(strategy: str, level: str | None, entries: list[Entry]) -> Geomean:
+    solved = [e for e in entries if e.solved]
+    return Geomean(
+        strategy=strategy, level=level, tasks=len(entries), solved=len(solved),
+        eager=geometric_mean(e.speedup_eager.value for e in solved),
+        compile=geometric_mean(e.speedup_compile.value for e in solved if e.speedup_compile),
+        eager_all_tasks=geometric_mean(e.speedup_eager.value if e.solved else 1.0 for e in entries) or 1.0,
+    )
+
+
+def _trajectory(strategy: str, entries: list[Entry], axis: str) -> Trajectory:
+    # The geomean changes only where some task steps up; the horizons carry each curve to its end.
+    xs = sorted({0} | {step.at(axis) for e in entries for step in e.steps} | {e.horizon(axis) for e in entries})
+    points = [(x, geometric_mean(_or_one(e.best_at(axis, x)) for e in entries) or 1.0) for x in xs]
+    return Trajectory(strategy, axis, points)
+
+
+def _or_one(value: float | None) -> float:
+    return 1.0 if value is None else value
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+NOTE = ("speedups: stored paired speedups of the best correct candidate (median of per-round ratios); "
+        "geomeans over solved tasks, 'all tasks' counts an unsolved task as 1.00x")
+ENTRY_HEADERS = ["strategy", "task", "eager ms", "compile ms", "best ms", "over eager", "over compile",
+                 "models", "queries", "dollars", "languages", "candidates"]
+GEOMEAN_HEADERS = ["strategy", "level", "tasks", "solved", "geomean over eager", "geomean over compile",
+                   "over eager, all tasks"]
+
+
+def _task_order(task: str) -> tuple:
+    # level3/2_X before level3/10_X: the number in front of the name, as KernelBench numbers them.
+    level, _, name = task.rpartition("/")
+    number = re.match(r"\d+", name)
+    return level, int(number.group()) if number else math.inf, name
+
+
+def _level(task: str) -> str:
+    return task.split("/", 1)[0] if "/" in task else ""
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _entry_row(e: Entry) -> list:
+    return [e.strategy, e.task, _ms(e.eager_ms), _ms(e.compile_ms), _ms(e.best_ms),
+            _x(e.speedup_eager.value if e.speedup_eager else None),
+            _x(e.speedup_compile.value if e.speedup_compile else None),
+            ", ".join(e.models) or "-", e.queries, f"${e.dollars:.2f}", ", ".join(e.languages) or "-",
+            e.candidates_evaluated]
+
+
+def _geomean_row(g: Geomean) -> list:
+    return [g.strategy, g.level or "all", g.tasks, g.solved, _x(g.eager), _x(g.compile), _x(g.eager_all_tasks)]
+
+
+def _speedup_of(entry: Entry | None, metric: str) -> float | None:
+    if entry is None:
+        return None
+    interval = entry.speedup_eager if metric == "eager" else entry.speedup_compile
+    return interval.value if interval else None
+
+
+def _compare_table(board: Leaderboard, metric: str, bold: bool) -> tuple[list[str], list[list], list[list]]:
+    """Headers, a row per task (the best strategy's cell in bold) and geomean rows (cells: value and solved count)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+    strategies = board.strategies
+    rows = []
+    for task in board.tasks:
+        values = [_speedup_of(board.entry(s, task), metric) for s in strategies]
+        top = max((v for v in values if v is not None), default=None)
+        rows.append([task] + [f"**{_x(v)}**" if bold and v == top and len(strategies) > 1 else _x(v) for v in values])
+    footer = []
+    for level in sorted({_level(t) for t in board.tasks}) + [None]:
+        cells = []
+        for s in strategies:
+            g = board.geomean(s, level)
+            cells.append("-" if g is None else f"{_x(g.eager if metric == 'eager' else g.compile)} ({g.solved}/{g.tasks})")
+        footer.append([f"geomean {level or 'all'}"] + cells)
+    return [f"task (over {metric})"] + strategies, rows, footer
+
+
+# -- the HTML page ------------------------------------------------------------------------------
+
+# Inline only, and a policy that forbids fetching anything: the page must open offline,
+# from a CI artifact, without a request leaving the machine.
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+_STYLE = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+td:first-child, th:first-child, td.text { text-align: left; }
+th { background: #eee; cursor: pointer; user-select: none; text-align: left; }
+th[aria-sort=ascending]::after { content: " \\25B2"; }
+th[aria-sort=descending]::after { content: " \\25BC"; }
+tfoot td { font-weight: bold; background: #f6f6f6; }
+figure { display: inline-block; margin: 1em; }
+img { max-width: 100%; }
+"""
+
+# Click a header to sort by it; again to reverse. Cells with data-v sort as numbers
+# (missing ones last), others as text. Footer rows (geomeans) stay put.
+_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach(function (th) {
+  th.addEventListener("click", function () {
+    var table = th.closest("table"), body = table.tBodies[0], col = th.cellIndex;
+    var ascending = th.getAttribute("aria-sort") !== "ascending";
+    table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    var key = function (row) {
+      var cell = row.cells[col], v = cell.getAttribute("data-v");
+      return v === null ? cell.textContent : (v === "" ? null : parseFloat(v));
+    };
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = key(a), y = key(b);
+      if (x === null || y === null) { return (x === null) - (y === null); }
+      var order = typeof x === "number" ? x - y : String(x).localeCompare(String(y));
+      return ascending ? order : -order;
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+  });
+});
+"""
+
+
+def _cell(text: object, value: float | None = None, numeric: bool = False) -> str:
+    sort = f' data-v="{"" if value is None else repr(float(value))}"' if numeric else ""
+    css = "" if numeric else ' class="text"'
+    return f"<td{sort}{css}>{html.escape(str(text))}</td>"
+
+
+def _table(table_id: str, headers: list[str], rows: list[list[str]], footer: list[list[str]] = ()) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(f"<tr>{''.join(row)}</tr>" for row in rows)
+    foot = "".join(f"<tr>{''.join(row)}</tr>" for row in footer)
+    foot = f"<tfoot>{foot}</tfoot>" if foot else ""
+    return f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>{foot}</table>'
+
+
+def _entries_html(board: Leaderboard) -> str:
+    rows = []
+    for e in board.entries:
+        eager = e.speedup_eager.value if e.speedup_eager else None
+        compile_ = e.speedup_compile.value if e.speedup_compile else None
+        rows.append([
+            _cell(e.strategy), _cell(e.task), _cell(_ms(e.eager_ms), e.eager_ms, True),
+            _cell(_ms(e.compile_ms), e.compile_ms, True), _cell(_ms(e.best_ms), e.best_ms, True),
+            _cell(_x(eager), eager, True), _cell(_x(compile_), compile_, True),
+            _cell(", ".join(e.models) or "-"), _cell(e.queries, e.queries, True),
+            _cell(f"${e.dollars:.2f}", e.dollars, True), _cell(", ".join(e.languages) or "-"),
+            _cell(e.candidates_evaluated, e.candidates_evaluated, True),
+        ])
+    return _table("entries", ENTRY_HEADERS, rows)
+
+
+def _geomeans_html(board: Leaderboard) -> str:
+    rows = [[_cell(g.strategy), _cell(g.level or "all"), _cell(g.tasks, g.tasks, True), _cell(g.solved, g.solved, True),
+             _cell(_x(g.eager), g.eager, True), _cell(_x(g.compile), g.compile, True),
+             _cell(_x(g.eager_all_tasks), g.eager_all_tasks, True)] for g in board.geomeans]
+    return _table("geomeans", GEOMEAN_HEADERS, rows)
+
+
+def _compare_html(board: Leaderboard) -> str:
+    headers, rows, footer = _compare_table(board, "eager", bold=False)
+    body = [[_cell(row[0])] + [_cell(text, _speedup_of(board.entry(s, row[0]), "eager"), True)
+                               for s, text in zip(board.strategies, row[1:])] for row in rows]
+    foot = [[_cell(text) for text in row] for row in footer]
+    return _table("compare", headers, body, foot)
+
+
+def _figures_html(plots: dict[str, bytes]) -> str:
+    figures = []
+    for name, png in plots.items():
+        uri = "data:image/png;base64," + b64encode(png).decode("ascii")
+        label = html.escape(name)
+        figures.append(f'<figure><img src="{uri}" alt="{label}"><figcaption>{label}</figcaption></figure>')
+    return "".join(figures)
+
+
+def _html_page(board: Leaderboard, plots: dict[str, bytes]) -> str:
+    solved = sum(1 for e in board.entries if e.solved)
+    summary = (f"{len(board.strategies)} strategies, {len(board.tasks)} tasks, {solved} of {len(board.entries)} "
+               f"strategy-task pairs with a correct candidate; store {board.store}, {board.generated_at}")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_CSP}">
+<title>pike-bench leaderboard</title><style>{_STYLE}</style></head>
+<body>
+<h1>pike-bench leaderboard</h1>
+<p>{html.escape(summary)}</p>
+<h2>Geomeans</h2>{_geomeans_html(board)}
+<h2>Strategies side by side (speedup over eager)</h2>{_compare_html(board)}
+<h2>Per strategy and task</h2>{_entries_html(board)}
+<p>{html.escape(NOTE)}</p>
+<h2>Plots</h2>{_figures_html(plots)}
+<script>{_SCRIPT}</script>
+</body></html>
+"""
+
+
+__all__ = ["build", "Leaderboard", "Entry", "Geomean", "Trajectory", "Step", "Interval", "geometric_mean",
+           "SCHEMA_PATH", "SCHEMA_VERSION"]
