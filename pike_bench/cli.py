@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--view", choices=("entries", "compare"), default="entries",
                        help="md: a row per strategy and task, or strategies side by side")
     board.add_argument("--out", type=Path, default=None,
-                       help="folder to write leaderboard.{md,json,html} and the plots to (default: print)")
+                       help="folder to write leaderboard.md, .json, .html and the plots to (default: print one format)")
 
     drop = commands.add_parser("remove", help="remove a kept solution")
     drop.add_argument("--task", required=True)
@@ -180,6 +180,7 @@ def eval_candidate(args: argparse.Namespace) -> int:
 
 def optimize_tasks(args: argparse.Namespace) -> int:
     from pike_bench.evaluate import Evaluator, TimingOptions
+    from pike_bench import leaderboard
     from pike_bench.optimize import Optimizer, OptimizeOptions, choose_llm
     from pike_bench.report import optimize_table
 
@@ -203,6 +204,7 @@ def optimize_tasks(args: argparse.Namespace) -> int:
         optimizer = Optimizer(evaluator, options)
         outcomes = [optimizer.optimize(task) for task in tasks]
     print(optimize_table(outcomes))
+    print(f"leaderboard: {leaderboard.publish(options.store_path, options.store_path.parent / 'leaderboard')}")
     return EXIT_OK if all(o.best is not None for o in outcomes) else EXIT_NOT_CORRECT
 
 
@@ -243,26 +245,19 @@ def show_leaderboard(args: argparse.Namespace) -> int:
     from pike_bench import leaderboard, plots
 
     try:
+        if args.out is not None:
+            print(f"wrote {leaderboard.publish(args.store, args.out)}, with .md, .json and the plots beside it")
+            return EXIT_OK
         board = leaderboard.build(args.store)
     except FileNotFoundError:
         raise BadInput(f"no record at {args.store}; run `pike optimize` (or pytest --pike-optimize) first") from None
-    pictures = {}
-    if args.format == "html" or args.out:
-        pictures = {
-            "trajectory_queries.png": plots.trajectory_png(board, x="queries"),
-            "trajectory_dollars.png": plots.trajectory_png(board, x="dollars"),
-            "speedups.png": plots.speedup_bars_png(board),
-        }
-    text = {"md": lambda: board.to_markdown(view=args.view), "json": board.to_json,
-            "html": lambda: board.to_html(pictures)}[args.format]()
-    if args.out is None:
-        print(text)
-        return EXIT_OK
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"leaderboard.{args.format}").write_text(text)
-    for name, data in pictures.items():
-        (args.out / name).write_bytes(data)
-    print(f"wrote {args.out / f'leaderboard.{args.format}'} and {len(pictures)} plots")
+    if args.format == "md":
+        print(board.to_markdown(view=args.view))
+    elif args.format == "json":
+        print(board.to_json())
+    else:
+        print(board.to_html({"speedups.png": plots.speedup_bars_png(board),
+                             "trajectory_queries.png": plots.trajectory_png(board, x="queries")}))
     return EXIT_OK
 
 

@@ -204,11 +204,13 @@ class Optimizer:
         return outcome
 
     def _write_solution(self, task: Task, best: Scored, result: EvalResult) -> Path | None:
-        """Keep the best candidate as the task's solution "best", only if it beats the stored one
-        on this device."""
+        """Keep the best candidate as the task's solution "best", only if it is faster than
+        eager and beats the stored one on this device."""
         root = self.options.solutions_dir
         stored = {s.name: s for s in solutions.for_task(root, task.id)}.get("best")
         speedup = best.outcome.speedup or 0.0
+        if speedup <= 1.0:  # the reference itself is as fast: nothing worth keeping (or gating)
+            return None
         if stored is not None and stored.baselines.get(result.device_name, 0.0) >= speedup:
             return None
         origin = {"by": "pike optimize", "strategy": self.options.strategy, "llm": choose_llm(self.options),

@@ -206,7 +206,11 @@ class PikePlugin:
         if self.runs:
             terminalreporter.write_line(baseline_table(list(self.runs.values())))
         if self.optimized:
+            from pike_bench.leaderboard import publish
+
             terminalreporter.write_line(optimize_table(list(self.optimized.values())))
+            store = Path(self.config.getoption("--pike-store"))
+            terminalreporter.write_line(f"leaderboard: {publish(store, store.parent / 'leaderboard')}")
         for verdict in self.gated:
             terminalreporter.write_line(("gate ok: " if verdict.passed else "gate FAILED: ") + verdict.message)
         for error in self.errors:

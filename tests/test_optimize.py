@@ -1,6 +1,8 @@
 """The optimizer end to end on the CPU: `pike optimize`, and resuming a killed run."""
 
+import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -29,7 +31,13 @@ def test_pike_optimize_keeps_the_best_candidate(tmp_path):
     run = subprocess.run(command(tmp_path, 4), capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     assert "offline proposer" in run.stdout and "level0/1_TinyMLP: 4 queries" in run.stdout
-    assert (tmp_path / "solutions" / "level0" / "1_TinyMLP" / "best.py").exists()
+    kept = tmp_path / "solutions" / "level0" / "1_TinyMLP" / "best.json"
+    best = float(re.search(r"\| level0/1_TinyMLP +\| ([\d.]+)x", run.stdout).group(1))
+    # kept only when faster than eager: otherwise the reference itself is the better program
+    assert kept.exists() == (best > 1.0)
+    if kept.exists():
+        assert json.loads(kept.read_text())["baselines"]
+    assert (tmp_path / "leaderboard" / "leaderboard.html").exists()
 
 
 def test_a_killed_run_resumes_and_does_not_spend_the_budget_twice(tmp_path):
