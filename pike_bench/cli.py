@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from pike_bench.baselines import COMPILE_MODES
@@ -96,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--out", type=Path, default=None,
                        help="folder to write leaderboard.md, .json, .html and the plots to (default: print one format)")
 
+    report = commands.add_parser("report", help="one run of the record: its candidates and LLM calls")
+    report.add_argument("run", type=int, help="run id (the leaderboard's JSON lists them)")
+    report.add_argument("--store", default=".pike/runs.sqlite")
+
     drop = commands.add_parser("remove", help="remove a kept solution")
     drop.add_argument("--task", required=True)
     drop.add_argument("--name", required=True)
@@ -116,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             return remove_solution(args)
         if args.command == "leaderboard":
             return show_leaderboard(args)
+        if args.command == "report":
+            return show_run(args)
         return eval_candidate(args)
     except (TaskError, BadInput) as exc:
         print(f"pike: {exc}", file=sys.stderr)
@@ -258,6 +265,32 @@ def show_leaderboard(args: argparse.Namespace) -> int:
     else:
         print(board.to_html({"speedups.png": plots.speedup_bars_png(board),
                              "trajectory_queries.png": plots.trajectory_png(board, x="queries")}))
+    return EXIT_OK
+
+
+def show_run(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from pike_bench.store import Store
+
+    if not Path(args.store).exists():
+        raise BadInput(f"no record at {args.store}")
+    with Store(args.store) as store:
+        run = store.run(args.run)
+        if run is None:
+            raise BadInput(f"no run {args.run} in {args.store}")
+        task_id = run["config"].get("task", "")
+        candidates = store.candidates(args.run, task_id)
+        calls = store.llm_calls(args.run, task_id)
+    when = lambda t: datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds") if t else "no"  # noqa: E731
+    print(f"run {args.run}: {task_id}, strategy {run['config'].get('strategy')}, llm {run['config'].get('llm')}, "
+          f"started {when(run['started_at'])}, {run['starts']} start(s), finished {when(run['finished_at'])}")
+    print(f"{len(calls)} LLM calls, ${sum(c['dollars'] for c in calls):.2f}, "
+          f"{sum(c['input_tokens'] for c in calls)} tokens in, {sum(c['output_tokens'] for c in calls)} out")
+    rows = [[c["id"], c["slot"], c["agent"], c["status"] or "-", c["reason"] or "",
+             "-" if c["candidate_ms"] is None else f"{c['candidate_ms']:.4g}",
+             "-" if c.get("speedup_eager") is None else f"{c['speedup_eager']:.2f}x"] for c in candidates]
+    print(tabulate(rows, headers=["id", "slot", "agent", "status", "reason", "ms", "over eager"], tablefmt="github"))
     return EXIT_OK
 
 

@@ -38,6 +38,11 @@ def test_pike_optimize_keeps_the_best_candidate(tmp_path):
     if kept.exists():
         assert json.loads(kept.read_text())["baselines"]
     assert (tmp_path / "leaderboard" / "leaderboard.html").exists()
+    report = subprocess.run([sys.executable, "-m", "pike_bench.cli", "report", "1", "--store", str(tmp_path / "runs.sqlite")],
+                            capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    assert "run 1: level0/1_TinyMLP, strategy pike-b, llm offline" in report.stdout and "4 LLM calls, $0.00" in report.stdout
+    assert "| r0/s0  | optimizer | correct" in report.stdout
 
 
 def test_a_killed_run_resumes_and_does_not_spend_the_budget_twice(tmp_path):

@@ -1,4 +1,7 @@
 # expect: incorrect
+# seed: 1
+# (a Hypothesis seed whose draws include a set with a negative sum: this cheat is caught
+# only on such a set, and randn inputs give one about half the time)
 # Right only for inputs whose values are mostly positive (wrong on sign-flipped sets).
 import torch
 import torch.nn as nn

@@ -3,6 +3,7 @@
     # expect: STATUS[: words the reason must contain]
     # task: NAME        (optional: a task of tests/data/level0, default 1_TinyMLP)
     # needs: cuda       (optional: runs only where CUDA is; measured on the GPU machine)
+    # seed: N           (optional: a fixed Hypothesis seed, for a cheat caught only on some sets)
 
 Cheats must be caught, faults must get their status, and the honest twin of each cheat
 must still pass: a defense that rejects honest code is a bug.
@@ -25,10 +26,11 @@ FILES = sorted(p for p in HERE.glob("*.py") if not p.name.startswith("test_"))
 def header(path: Path) -> dict[str, str]:
     fields = {}
     for line in path.read_text().splitlines():
-        if not line.startswith("# ") or ":" not in line:
+        if not line.startswith("# "):
             break
-        key, value = line[2:].split(":", 1)
-        fields[key.strip()] = value.strip()
+        key, _, value = line[2:].partition(":")
+        if key.strip() in ("expect", "task", "needs", "seed"):
+            fields[key.strip()] = value.strip()
     return fields
 
 
@@ -46,7 +48,8 @@ def test_candidate_gets_the_verdict_it_names(evaluator, path):
         pytest.skip("a CUDA-only cheat: run on the GPU machine (benchmarks/adversarial.py)")
     status, _, words = fields["expect"].partition(":")
     task = task_from_file(DATA / f"{fields.get('task', '1_TinyMLP')}.py")
-    result = evaluator.evaluate(task, path.read_text())
+    seed = int(fields["seed"]) if "seed" in fields else None
+    result = evaluator.evaluate(task, path.read_text(), hypothesis_seed=seed)
     assert result.status == status.strip(), f"{result.reason}\n{result.detail}"
     assert words.strip() in result.reason
     assert "\n" not in result.reason
