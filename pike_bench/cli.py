@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--model", default=None)
     opt.add_argument("--efa-model", default=None)
     opt.add_argument("--concurrency", type=int, default=16)
+    opt.add_argument("--devices", default=None, metavar="all|0,1,...",
+                     help="one worker per listed GPU, candidates to the next free one (default: --device alone)")
     opt.add_argument("--store", default=".pike/runs.sqlite")
     opt.add_argument("--solutions", default="solutions", help="where kept solutions live (default solutions/)")
     opt.add_argument("--max-time", type=float, default=20.0, help="time cap of each candidate's timing rounds")
@@ -207,7 +209,17 @@ def optimize_tasks(args: argparse.Namespace) -> int:
         raise BadInput("--llm replay needs --replay FILE (a file of recorded replies)")
     if choose_llm(options) == "offline":
         print("pike: no ANTHROPIC_API_KEY, so the offline proposer writes the candidates (no LLM, no cost)")
-    with Evaluator(device, size=args.size, timing=TimingOptions(max_seconds=args.max_time)) as evaluator:
+    timing = TimingOptions(max_seconds=args.max_time)
+    if args.devices:
+        from pike_bench.evaluate.pool import EvaluatorPool, parse_devices
+
+        try:
+            evaluator = EvaluatorPool.on_devices(parse_devices(args.devices), size=args.size, timing=timing)
+        except ValueError as exc:
+            raise BadInput(f"--devices {exc}") from None
+    else:
+        evaluator = Evaluator(device, size=args.size, timing=timing)
+    with evaluator:
         optimizer = Optimizer(evaluator, options)
         outcomes = [optimizer.optimize(task) for task in tasks]
     print(optimize_table(outcomes))

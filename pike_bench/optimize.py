@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from pike_bench.evaluate import Evaluator
+from pike_bench.evaluate.pool import EvaluatorPool
 from pike_bench.evaluate.result import CORRECT, EvalResult
 from pike_bench.llm.base import Proposer, Reply, Request
 from pike_bench.search.agents import Agents, Outcome, Scored
@@ -111,7 +112,8 @@ class RecordedProposer:
 
 
 class Optimizer:
-    def __init__(self, evaluator: Evaluator, options: OptimizeOptions, progress: Callable[[str], None] = print):
+    def __init__(self, evaluator: Evaluator | EvaluatorPool, options: OptimizeOptions,
+                 progress: Callable[[str], None] = print):
         self.evaluator, self.options, self.progress = evaluator, options, progress
         self.config = preset(options.strategy)
         self._lock = threading.Lock()  # one worker process: evaluations go one at a time
@@ -163,7 +165,7 @@ class Optimizer:
             if recorded:
                 result = EvalResult.from_dict(recorded)
             else:
-                result = await asyncio.to_thread(self._evaluate, task, source)
+                result = await self._evaluate_async(task, source)
                 fresh.add(source)  # only new evaluations go into the record
             results[source] = result
             eager = result.speedups.get("eager")
@@ -175,6 +177,12 @@ class Optimizer:
     def _evaluate(self, task: Task, source: str) -> EvalResult:
         with self._lock:
             return self.evaluator.evaluate(task, source)
+
+    async def _evaluate_async(self, task: Task, source: str) -> EvalResult:
+        # A pool spreads candidates over its devices; a single evaluator takes them in turn.
+        if isinstance(self.evaluator, EvaluatorPool):
+            return await self.evaluator.evaluate(task, source)
+        return await asyncio.to_thread(self._evaluate, task, source)
 
     def _record(self, store: Store, run_id: int, task: Task, scored: Scored, results, fresh, agents: Agents) -> None:
         candidate = store.record_candidate(

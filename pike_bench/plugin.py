@@ -52,6 +52,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pike-model", default=None, help="model of the optimizing and brainstorming agents")
     group.addoption("--pike-efa-model", default=None, help="model of the error fixing agent (a cheaper one)")
     group.addoption("--pike-concurrency", type=int, default=16, metavar="N", help="LLM requests in flight")
+    group.addoption("--pike-devices", default=None, metavar="all|0,1,...",
+                    help="optimize with one worker per listed GPU, candidates to the next free one")
     group.addoption("--pike-store", default=".pike/runs.sqlite", metavar="PATH",
                     help="the record of runs (a rerun of the same command resumes from it)")
     group.addoption("--pike-solutions", default="solutions", metavar="DIR",
@@ -95,6 +97,7 @@ class PikePlugin:
             raise pytest.UsageError(f"--pike-device {exc}") from None
         self._evaluator = None
         self._optimizer = None
+        self._pool = None
         self.runs: dict[str, object] = {}
         self.optimized: dict[str, object] = {}
         self.gated: list = []
@@ -170,7 +173,15 @@ class PikePlugin:
             if choose_llm(options) == "offline":
                 say("pike-bench: no ANTHROPIC_API_KEY, so the offline proposer writes the candidates "
                     "(known-good rewrites, no LLM, no cost)")
-            self._optimizer = Optimizer(self.evaluator(), options, progress=say)
+            devices = option("--pike-devices")
+            if devices:
+                from pike_bench.evaluate.pool import EvaluatorPool, parse_devices
+
+                base = self.evaluator()
+                self._pool = EvaluatorPool.on_devices(
+                    parse_devices(devices), size=base.size, mode=base.mode, trials=base.trials,
+                    timeout=base.timeout, timing=base.timing, compile_mode=base.compile_mode)
+            self._optimizer = Optimizer(self._pool or self.evaluator(), options, progress=say)
         return self._optimizer
 
     def optimize(self, task: Task):
@@ -194,8 +205,9 @@ class PikePlugin:
         return self.runs[task.id]
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self._evaluator is not None:
-            self._evaluator.close()
+        for evaluator in (self._evaluator, self._pool):
+            if evaluator is not None:
+                evaluator.close()
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.runs and not self.errors and not self.optimized and not self.gated:
