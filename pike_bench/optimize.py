@@ -102,9 +102,12 @@ class RecordedProposer:
             observe = getattr(self.inner, "observe", None)  # stateful proposers catch up
             if observe is not None:
                 observe(request, recorded)
+            calls = [c["id"] for c in self.store.llm_calls(self.run_id, request.task_id) if c["slot"] == request.slot]
+            recorded.meta = {**recorded.meta, "llm_call_id": calls[-1] if calls else None}
             return recorded
         reply = await self.inner.propose(request)
-        self.store.record_llm_call(self.run_id, request.task_id, request.slot, request, reply)
+        call_id = self.store.record_llm_call(self.run_id, request.task_id, request.slot, request, reply)
+        reply.meta = {**reply.meta, "llm_call_id": call_id}  # candidates point at the query they came from
         return reply
 
     async def aclose(self) -> None:
@@ -187,7 +190,7 @@ class Optimizer:
     def _record(self, store: Store, run_id: int, task: Task, scored: Scored, results, fresh, agents: Agents) -> None:
         candidate = store.record_candidate(
             run_id, task.id, scored.source, parent_ids=list(scored.parents), island=scored.island,
-            round=scored.round, agent=scored.agent, slot=scored.slot, llm_call_id=None,
+            round=scored.round, agent=scored.agent, slot=scored.slot, llm_call_id=scored.call_id,
         )
         if scored.source in fresh:
             store.record_evaluation(candidate, results[scored.source])

@@ -44,6 +44,7 @@ class Scored:
     parents: tuple[int, ...] = ()
     round: int | None = None
     island: int | None = None
+    call_id: int | None = None  # the recorded LLM call it came from, when there is a record
 
     @property
     def correct(self) -> bool:
@@ -100,7 +101,8 @@ class Agents:
             outcome, source = Outcome("build_error", reason=reason), ""
         else:
             outcome = await self.evaluate(source)
-        scored = Scored(len(self.history), source, outcome, agent, slot, parents, round, island)
+        scored = Scored(len(self.history), source, outcome, agent, slot, parents, round, island,
+                        reply.meta.get("llm_call_id"))
         self.history.append(scored)
         if self.on_scored is not None:
             self.on_scored(scored)
