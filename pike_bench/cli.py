@@ -147,10 +147,7 @@ def eval_candidate(args: argparse.Namespace) -> int:
     from pike_bench.report import eval_table
 
     task = find_task(args.task, [Path(p) for p in args.tasks] or None)
-    try:
-        source = args.candidate.read_text()
-    except OSError as exc:
-        raise BadInput(f"cannot read {args.candidate}: {exc.strerror}") from None
+    source = _read_candidate(args.candidate)
     if args.trials < 1:
         raise BadInput("--trials must be at least 1")
     device = _device(args.device)
@@ -232,10 +229,7 @@ def accept_solution(args: argparse.Namespace) -> int:
     from pike_bench.evaluate import Evaluator
 
     task = find_task(args.task, [Path(p) for p in args.tasks] or None)
-    try:
-        source = args.candidate.read_text()
-    except OSError as exc:
-        raise BadInput(f"cannot read {args.candidate}: {exc.strerror}") from None
+    source = _read_candidate(args.candidate)
     with Evaluator(_device(args.device)) as evaluator:
         try:
             kept = solutions.accept(evaluator, task, source, args.name, {"by": "hand", "file": str(args.candidate)},
@@ -304,6 +298,13 @@ def show_run(args: argparse.Namespace) -> int:
              "-" if c.get("speedup_eager") is None else f"{c['speedup_eager']:.2f}x"] for c in candidates]
     print(tabulate(rows, headers=["id", "slot", "agent", "status", "reason", "ms", "over eager"], tablefmt="github"))
     return EXIT_OK
+
+
+def _read_candidate(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _device(option: str | None) -> str:

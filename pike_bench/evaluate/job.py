@@ -193,7 +193,7 @@ class Worker:
         restore_precision(entry.settings)
         mine = heavy_op_dtypes(entry.model, [_to(x, request.device) for x in expected.inputs(draw)])
         restore_precision(self.defaults)
-        theirs = heavy_op_dtypes(expected.reference, [_to(x, request.device) for x in expected.inputs(draw)])
+        theirs = expected.reference_dtypes(draw)
         notes = [settings] if settings else []
         if mine is None:
             notes.append("matmul/conv dtypes not observable")
@@ -347,6 +347,12 @@ class ExpectedOutputs:
         if draw not in self._inputs:
             self._inputs[draw] = make_inputs(self.module, draw)
         return self._inputs[draw]
+
+    def reference_dtypes(self, draw: InputDraw) -> set[str] | None:
+        """The dtypes of the reference's matmuls and convolutions (once per job)."""
+        if not hasattr(self, "_dtypes"):
+            self._dtypes = heavy_op_dtypes(self.reference, [_to(x, self.device) for x in self.inputs(draw)])
+        return self._dtypes
 
     def output(self, draw: InputDraw) -> Any:
         if draw not in self._outputs:
