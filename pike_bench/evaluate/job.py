@@ -334,6 +334,9 @@ class Worker:
                 reply.results[name].timing = timing
 
 
+_UNKNOWN = object()
+
+
 class ExpectedOutputs:
     """Input sets and reference outputs per draw, each computed once per job, the
     reference on its own copy of the inputs and under the default numeric settings."""
@@ -342,6 +345,7 @@ class ExpectedOutputs:
         self.module, self.reference, self.device, self.defaults = module, reference, device, defaults
         self._inputs: dict[InputDraw, list[Any]] = {}
         self._outputs: dict[InputDraw, Any] = {}
+        self._dtypes: Any = _UNKNOWN
 
     def inputs(self, draw: InputDraw) -> list[Any]:
         if draw not in self._inputs:
@@ -350,7 +354,7 @@ class ExpectedOutputs:
 
     def reference_dtypes(self, draw: InputDraw) -> set[str] | None:
         """The dtypes of the reference's matmuls and convolutions (once per job)."""
-        if not hasattr(self, "_dtypes"):
+        if self._dtypes is _UNKNOWN:
             self._dtypes = heavy_op_dtypes(self.reference, [_to(x, self.device) for x in self.inputs(draw)])
         return self._dtypes
 
