@@ -36,8 +36,7 @@ sys.path.insert(0, str(ADVERSARIAL))
 from test_adversarial import header  # noqa: E402  (the verdict each candidate names)
 
 
-def adversarial() -> list[dict]:
-    rows = []
+def adversarial():
     with Evaluator("cuda", trials=3, timeout=30, timing=TimingOptions(max_seconds=1), baselines=("eager",)) as ev:
         for path in sorted(ADVERSARIAL.glob("*.py")):
             if path.name.startswith("test_"):
@@ -45,16 +44,13 @@ def adversarial() -> list[dict]:
             fields = header(path)
             task = task_from_file(ROOT / "tests" / "data" / "level0" / f"{fields.get('task', '1_TinyMLP')}.py")
             result = ev.evaluate(task, path.read_text())
-            rows.append({"file": path.name, "expect": fields["expect"], "status": result.status, "reason": result.reason})
-            print(rows[-1], flush=True)
-    return rows
+            yield {"file": path.name, "expect": fields["expect"], "status": result.status, "reason": result.reason}
 
 
-def cost() -> list[dict]:
+def cost():
     # A fixed number of timing rounds, so that the difference is what the defenses add
     # (the screen, the output checks, the two input sets re-checked after timing).
     fixed = TimingOptions(min_rounds=20, max_rounds=20, max_seconds=600)
-    rows = []
     for defenses in (True, False):
         with Evaluator("cuda", baselines=("eager",), timing=fixed, defenses=defenses) as ev:
             for task_id in COST_TASKS:
@@ -63,28 +59,27 @@ def cost() -> list[dict]:
                 ev.evaluate(task, source)  # warm the worker on this task
                 started = time.perf_counter()
                 result = ev.evaluate(task, source + "\n# again\n")
-                rows.append({"task": task_id, "defenses": defenses, "status": result.status,
-                             "seconds": time.perf_counter() - started})
-                print(rows[-1], flush=True)
-    return rows
+                yield {"task": task_id, "defenses": defenses, "status": result.status,
+                       "seconds": time.perf_counter() - started}
 
 
-def false_rejects() -> list[dict]:
-    rows = []
+def false_rejects():
     tasks = [t for t in discover_tasks()[0] if "pike" in t.marks]
     with Evaluator("cuda", trials=3, baselines=()) as ev:
         ev.timing = None  # checks only
-        for task in tasks:
-            for name, tail in HONEST.items():
+        # Every task's subclass first (quick), then the compiled twins (a compile each).
+        for name, tail in HONEST.items():
+            for task in tasks:
                 result = ev.evaluate(task, task.path.read_text() + tail)
-                rows.append({"task": task.id, "candidate": name, "status": result.status, "reason": result.reason})
-                print(rows[-1], flush=True)
-    return rows
+                yield {"task": task.id, "candidate": name, "status": result.status, "reason": result.reason}
 
 
 if __name__ == "__main__":
     data = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     for part in (adversarial, cost, false_rejects):
-        data[part.__name__] = part()
-        with open(sys.argv[1], "w") as f:
-            json.dump(data, f, indent=2)
+        data[part.__name__] = rows = []
+        for row in part():  # written after every row: a run stopped midway keeps what it measured
+            rows.append(row)
+            print(row, flush=True)
+            with open(sys.argv[1], "w") as f:
+                json.dump(data, f, indent=2)

@@ -8,13 +8,15 @@ each test hands its share of the rounds to pytest-benchmark.
 
 import pytest
 
-from pike_bench.baselines import BASELINES
+from pike_bench.baselines import BASELINES, parse_baselines
 from pike_bench.evaluate.result import CORRECT
 from pike_bench.evaluate.timing import record_in_benchmark
 
 
 @pytest.mark.parametrize("baseline", BASELINES)
-def test_baseline(pike_task, pike_baselines, baseline, benchmark):
+def test_baseline(pike_task, pike_baselines, baseline, benchmark, pytestconfig):
+    if baseline not in parse_baselines(pytestconfig.getoption("--pike-baselines")):
+        pytest.skip(f"{baseline} is not in --pike-baselines")
     run = pike_baselines
     if run.task_error:
         pytest.fail(run.task_error, pytrace=False)

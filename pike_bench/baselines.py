@@ -16,6 +16,17 @@ from pathlib import Path
 BASELINES = ("eager", "compile", "graph")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
+
+
+def parse_baselines(option: str) -> tuple[str, ...]:
+    """'eager,compile' -> ('eager', 'compile'); eager, the reference, is always there."""
+    names = [n.strip() for n in option.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise ValueError(f"{','.join(unknown)}: not a baseline; choose from {', '.join(BASELINES)}")
+    return tuple(n for n in BASELINES if n in names or n == "eager")
+
+
 _EAGER = """
 
 ModelNew = Model

@@ -14,7 +14,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from pike_bench.baselines import COMPILE_MODES
+from pike_bench.baselines import BASELINES, COMPILE_MODES, parse_baselines
 from pike_bench.optimize import LLMS
 from pike_bench.search.presets import PRESETS, preset
 from pike_bench.tasks import SIZES, TaskError, discover_tasks, find_task
@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--store", default=".pike/runs.sqlite")
     opt.add_argument("--solutions", default="solutions", help="where kept solutions live (default solutions/)")
     opt.add_argument("--max-time", type=float, default=20.0, help="time cap of each candidate's timing rounds")
+    opt.add_argument("--baselines", default=",".join(BASELINES), metavar="eager,compile,graph",
+                     help="baselines timed beside each candidate (eager always is)")
 
     keep = commands.add_parser("accept", help="check a candidate and keep it as a task's solution (gated on every run)")
     keep.add_argument("candidate", type=Path, help="Python file that defines ModelNew")
@@ -207,15 +209,20 @@ def optimize_tasks(args: argparse.Namespace) -> int:
     if choose_llm(options) == "offline":
         print("pike: no ANTHROPIC_API_KEY, so the offline proposer writes the candidates (no LLM, no cost)")
     timing = TimingOptions(max_seconds=args.max_time)
+    try:
+        baselines = parse_baselines(args.baselines)
+    except ValueError as exc:
+        raise BadInput(f"--baselines {exc}") from None
     if args.devices:
         from pike_bench.evaluate.pool import EvaluatorPool, parse_devices
 
         try:
-            evaluator = EvaluatorPool.on_devices(parse_devices(args.devices), size=args.size, timing=timing)
+            evaluator = EvaluatorPool.on_devices(parse_devices(args.devices), size=args.size, timing=timing,
+                                                 baselines=baselines)
         except ValueError as exc:
             raise BadInput(f"--devices {exc}") from None
     else:
-        evaluator = Evaluator(device, size=args.size, timing=timing)
+        evaluator = Evaluator(device, size=args.size, timing=timing, baselines=baselines)
     with evaluator:
         optimizer = Optimizer(evaluator, options)
         outcomes = [optimizer.optimize(task) for task in tasks]

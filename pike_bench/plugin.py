@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pike_bench.baselines import BASELINES, COMPILE_MODES
+from pike_bench.baselines import BASELINES, COMPILE_MODES, parse_baselines
 from pike_bench.optimize import LLMS
 from pike_bench.search.presets import PRESETS, preset
 from pike_bench.tasks import SIZES, Task, TaskError, discover_tasks
@@ -37,6 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="time cap for the interleaved timing rounds of one task")
     group.addoption("--pike-no-l2-flush", action="store_true", default=False,
                     help="do not flush the GPU's L2 cache before each timed call")
+    group.addoption("--pike-baselines", default=",".join(BASELINES), metavar="eager,compile,graph",
+                    help="baselines timed beside each task or candidate (eager, the reference, always is)")
     group.addoption("--pike-compile-mode", choices=COMPILE_MODES, default="default",
                     help="torch.compile mode of the compile baseline")
     group.addoption("--pike-optimize", action="store_true", default=False,
@@ -73,6 +75,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--pike-llm replay needs --pike-replay FILE (a file of recorded replies)")
     if config.getoption("--pike-budget") < 1 and config.getoption("--pike-dollars") is None:
         raise pytest.UsageError("--pike-budget must be at least 1 (or give --pike-dollars)")
+    try:
+        parse_baselines(config.getoption("--pike-baselines"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"--pike-baselines {exc}") from None
     if config.getoption("--pike-trials") < 1:
         raise pytest.UsageError("--pike-trials must be at least 1")
     plugin = PikePlugin(config)
@@ -153,6 +159,7 @@ class PikePlugin:
                 timeout=option("--pike-timeout"),
                 timing=TimingOptions(max_seconds=option("--pike-max-time"), l2_flush=not option("--pike-no-l2-flush")),
                 compile_mode=option("--pike-compile-mode"),
+                baselines=parse_baselines(option("--pike-baselines")),
             )
         return self._evaluator
 
@@ -180,7 +187,8 @@ class PikePlugin:
                 base = self.evaluator()
                 self._pool = EvaluatorPool.on_devices(
                     parse_devices(devices), size=base.size, mode=base.mode, trials=base.trials,
-                    timeout=base.timeout, timing=base.timing, compile_mode=base.compile_mode)
+                    timeout=base.timeout, timing=base.timing, compile_mode=base.compile_mode,
+                    baselines=base.baselines)
             self._optimizer = Optimizer(self._pool or self.evaluator(), options, progress=say)
         return self._optimizer
 

@@ -66,15 +66,20 @@ def test_every_move_for_the_cpu_is_correct_on_the_cpu(evaluator, task_id):
 
 
 @pytest.mark.parametrize("task_id", list(TASKS))
-def test_the_kth_request_gets_the_kth_applicable_move_then_combinations(task_id):
+def test_the_best_combination_comes_first_then_the_moves_then_the_other_combinations(task_id):
     reference = TASKS[task_id].read_text()
     replies = sequence(task_id)
-    applicable = [move for move in MOVES if move.fn(reference, None, "cpu") is not None]
-    assert [r.meta["move"] for r in replies[: len(applicable)]] == [m.name for m in applicable]
-    for reply, move in zip(replies, applicable):
+    best = next(m for m in COMBOS if m.fn(reference, None, "cpu") is not None)
+    assert replies[0].meta["move"] == best.name
+    best_source = best.fn(reference, None, "cpu")
+    applicable = [m for m in MOVES if m.fn(reference, None, "cpu") not in (None, best_source)]
+    moves = replies[1 : 1 + len(applicable)]
+    assert [r.meta["move"] for r in moves] == [m.name for m in applicable]
+    for reply, move in zip(moves, applicable):
         assert extract_code(reply.text) == move.fn(reference, None, "cpu").strip() + "\n"
-    combos = [r.meta["move"] for r in replies[len(applicable) : -3]]
+    combos = [r.meta["move"] for r in replies[1 + len(applicable) : -3]]
     assert combos == [m.name for m in COMBOS if m.name in combos]  # in table order, after the moves
+    assert best.name not in combos
     sources = [extract_code(r.text) for r in replies[:-3]]
     assert len(set(sources)) == len(sources), "a move is never proposed twice"
     for reply in replies:
@@ -83,7 +88,7 @@ def test_the_kth_request_gets_the_kth_applicable_move_then_combinations(task_id)
 
 
 def test_moves_apply_where_the_task_has_what_they_need():
-    names = {task_id: [r.meta["move"] for r in sequence(task_id)[:-3]] for task_id in TASKS}
+    names = {task_id: [r.meta["move"] for r in sequence(task_id)[1:-3]] for task_id in TASKS}
     assert names["2_TinyConvBN"][:4] == ["compile-max-autotune", "channels-last", "compile", "bf16-autocast"]
     assert names["44_MiniGPTBlock"][:3] == ["sdpa", "compile-max-autotune", "triton-activation"]
     assert "triton-activation" in names["1_MLP"] and "triton-activation" not in names["1_TinyMLP"]  # torch.relu: no module
@@ -98,7 +103,8 @@ def test_cuda_only_moves_are_not_proposed_for_the_cpu_but_are_for_cuda(task_id):
         assert "_PikeCUDAGraph" not in source and "reduce-overhead" not in source and "allow_tf32" not in source
     on_cuda = sequence(task_id, device="cuda")
     names = [r.meta["move"] for r in on_cuda]
-    assert names[0] == ("sdpa" if task_id == "44_MiniGPTBlock" else "compile-cuda-graph")
+    assert names[0] == "tf32+compile-cuda-graph"  # exploit first: the best-known combination
+    assert names[1] == ("sdpa" if task_id == "44_MiniGPTBlock" else "compile-cuda-graph")
     assert {"compile-cuda-graph", "compile-reduce-overhead", "cuda-graph", "tf32"} <= set(names)
     assert on_cuda[-1].meta["move"] == "tf32+compile-cuda-graph"  # the best-known combination
     for reply in on_cuda:  # what runs only on a GPU is at least well-formed and passes the screen
@@ -128,7 +134,8 @@ def test_counts_are_kept_per_task_and_role():
 def test_iba_lists_the_ideas_that_apply():
     proposer = OfflineProposer()
     text = ask(proposer, "44_MiniGPTBlock", role="iba").text
-    assert text.splitlines()[1].startswith("1. sdpa:")
+    assert text.splitlines()[1].startswith("1. compile-max-autotune+task-moves:")  # the best combination
+    assert text.splitlines()[2].startswith("2. sdpa:")
     for name in ("compile-max-autotune", "triton-activation", "bf16-autocast"):
         assert f". {name}:" in text
     assert not any(f". {name}:" in text for name in CUDA_ONLY)

@@ -44,6 +44,20 @@ def test_candidates_go_to_the_next_free_worker_and_each_is_timed_with_its_own_ba
     assert elapsed < 0.75 * serial  # two workers at once, not one after the other
 
 
+def test_a_pool_serves_one_event_loop_after_another():
+    # The optimizer runs each task in its own asyncio.run; a queue left bound to the
+    # first loop failed the second task on the GPU ("bound to a different event loop").
+    task = task_from_file(DATA / "level0" / "1_TinyMLP.py")
+    good = (CANDIDATES / "good.py").read_text()
+
+    async def two_at_once(pool):  # one worker, two candidates: the second waits on the queue
+        return await asyncio.gather(pool.evaluate(task, good), pool.evaluate(task, good + "\n# b\n"))
+
+    with EvaluatorPool.on_devices(["cpu"], **FAST) as pool:
+        for _ in range(2):
+            assert [r.status for r in asyncio.run(two_at_once(pool))] == ["correct", "correct"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA, where cuda:0 cannot work")
 def test_a_device_that_cannot_run_the_reference_is_taken_out_and_the_others_go_on():
     task = task_from_file(DATA / "level0" / "1_TinyMLP.py")

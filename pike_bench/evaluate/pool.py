@@ -42,6 +42,7 @@ class EvaluatorPool:
         self.max_crashes, self.say = max_crashes, say
         self._crashes = {id(e): 0 for e in self.evaluators}
         self._free: asyncio.Queue | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._taken_out: list[str] = []
 
     @classmethod
@@ -73,10 +74,14 @@ class EvaluatorPool:
                 return result  # every device is out: the verdict stands, nothing else can run
 
     def _queue(self) -> asyncio.Queue:
-        if self._free is None:  # made inside the running loop
-            self._free = asyncio.Queue()
+        # A queue belongs to one event loop, and each task's optimization runs its own
+        # (asyncio.run), so a new loop gets a new queue of the devices still in use.
+        loop = asyncio.get_running_loop()
+        if self._free is None or self._loop is not loop:
+            self._free, self._loop = asyncio.Queue(), loop
             for evaluator in self.evaluators:
-                self._free.put_nowait(evaluator)
+                if evaluator.device not in self._taken_out:
+                    self._free.put_nowait(evaluator)
         return self._free
 
     def _still_usable(self, evaluator: Evaluator, result: EvalResult) -> bool:
