@@ -46,7 +46,7 @@ def level_table(tasks: dict[str, dict[str, dict]]) -> str:
         row = [level, len(entries)]
         for name in ("compile", "graph"):
             ratios = [e[name]["speedup"] for e in entries if e.get(name, {}).get("speedup")]
-            row.append(f"{geomean(ratios):.2f}x ({len(ratios)})")
+            row.append(f"{geomean(ratios):.2f}x ({len(ratios)})" if ratios else "-")
         rows.append(row)
     return tabulate(rows, headers=["level", "tasks", "compile/eager geomean", "graph/eager geomean"], tablefmt="github")
 

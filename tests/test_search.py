@@ -7,7 +7,7 @@ import pytest
 from pike_bench.llm.base import ProposerError, Reply, Request
 from pike_bench.llm.prompts import parse_ideas
 from pike_bench.llm.replay import ReplayProposer, reply_record
-from pike_bench.search.agents import Agents, Outcome
+from pike_bench.search.agents import Agents, Outcome, Scored
 from pike_bench.search.budget import Budget
 from pike_bench.search.pike_b import PikeBConfig, pike_b
 from pike_bench.search.pike_o import PikeOConfig, Population, pike_o, sample_parents
@@ -170,3 +170,13 @@ def test_a_preset_file_overrides_a_named_preset(tmp_path):
     path.write_text('{"base": "pike-o", "island": 2}')
     with pytest.raises(ValueError, match="not a preset file"):
         preset(str(path))
+
+
+def test_candidates_rank_by_their_paired_speedup_not_by_raw_time():
+    # B ran in a slower moment (its eager run was slower too): its raw time is worse, its
+    # speedup over the eager run beside it better. Ranking by raw time would pick A.
+    a = Scored(0, "a", Outcome("correct", runtime_ms=1.0, speedup=1.2), "optimizer", "s0")
+    b = Scored(1, "b", Outcome("correct", runtime_ms=1.1, speedup=1.5), "optimizer", "s1")
+    wrong = Scored(2, "w", Outcome("incorrect"), "optimizer", "s2")
+    timed_only = Scored(3, "t", Outcome("correct", runtime_ms=0.5), "optimizer", "s3")
+    assert [s.source for s in sorted([a, wrong, timed_only, b], key=lambda s: s.rank)] == ["b", "a", "t", "w"]

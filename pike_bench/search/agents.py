@@ -54,6 +54,15 @@ class Scored:
     def runtime(self) -> float:
         return self.outcome.runtime_ms if self.correct and self.outcome.runtime_ms is not None else float("inf")
 
+    @property
+    def rank(self) -> tuple:
+        """Sort key, best first: the speedup over eager where it was measured, else the
+        runtime. Each candidate is timed beside its own eager run, so the paired ratio
+        cancels the drift that raw times of different evaluations carry."""
+        if self.correct and self.outcome.speedup is not None:
+            return (0, -self.outcome.speedup, self.number)
+        return (1, self.runtime, self.number)
+
     def example(self, note: str = "") -> prompts.Example:
         return prompts.Example(self.source, self.outcome.runtime_ms if self.correct else None,
                                self.outcome.speedup, note)
@@ -142,7 +151,7 @@ class Agents:
 
     def best(self, k: int = 1) -> list[Scored]:
         """The k fastest correct candidates so far (ties: the earlier first)."""
-        return sorted((s for s in self.history if s.correct), key=lambda s: (s.runtime, s.number))[:k]
+        return sorted((s for s in self.history if s.correct), key=lambda s: s.rank)[:k]
 
 
 async def gather_in_order(coroutines) -> list:

@@ -1,7 +1,7 @@
 """PIKE-B: branching search in rounds, exploit-heavy.
 
 Each round sends `per_round` optimizer queries, spread over the current seeds (the
-top-k correct candidates so far by runtime; the reference in the first round, with
+top-k correct candidates so far by speedup over eager; the reference in the first round, with
 the IBA's ideas if it is on). A candidate that fails goes to the EFA, up to
 `fix_attempts` queries (the cutoff). The round's correct candidates join the ranking
 that picks the next round's seeds. The search stops when the budget has no room for

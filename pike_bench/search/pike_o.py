@@ -47,11 +47,11 @@ class Population:
     islands: list[list[Scored]]
 
     def correct(self, island: int) -> list[Scored]:
-        return sorted((s for s in self.islands[island] if s.correct), key=lambda s: (s.runtime, s.number))
+        return sorted((s for s in self.islands[island] if s.correct), key=lambda s: s.rank)
 
     def elite(self, size: int) -> list[Scored]:
         everyone = {s.number: s for island in self.islands for s in island if s.correct}
-        return sorted(everyone.values(), key=lambda s: (s.runtime, s.number))[:size]
+        return sorted(everyone.values(), key=lambda s: s.rank)[:size]
 
     def migrate(self) -> None:
         bests = [self.correct(i)[:1] for i in range(len(self.islands))]

@@ -10,4 +10,4 @@ class ModelNew(nn.Module):
         self.fc1 = nn.Linear(in_features, hidden)
 
     def forward(self, x):
-        return self.fc1(x) @ torch.ones(3, 3)
+        return self.fc1(x) @ torch.ones(3, 3, device=x.device)  # on x.device: the same error on a GPU
