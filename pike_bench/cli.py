@@ -20,6 +20,7 @@ from pike_bench.search.presets import PRESETS, preset
 from pike_bench.tasks import SIZES, TaskError, discover_tasks, find_task
 
 EXIT_OK, EXIT_NOT_CORRECT, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C
 
 
 class BadInput(Exception):
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--concurrency", type=int, default=16)
     opt.add_argument("--devices", default=None, metavar="all|0,1,...",
                      help="one worker per listed GPU, candidates to the next free one (default: --device alone)")
+    opt.add_argument("--ray", default=None, metavar="auto|ADDRESS|local",
+                     help="evaluate candidates on Ray actors, one per GPU of the cluster (local: start one here)")
+    opt.add_argument("--ray-cpus", type=int, default=0, metavar="N",
+                     help="with --ray: N CPU actors, for a cluster without GPUs (default 0: one actor per GPU)")
     opt.add_argument("--store", default=".pike/runs.sqlite")
     opt.add_argument("--solutions", default="solutions", help="where kept solutions live (default solutions/)")
     opt.add_argument("--max-time", type=float, default=20.0, help="time cap of each candidate's timing rounds")
@@ -131,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     except (TaskError, BadInput) as exc:
         print(f"pike: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("pike: interrupted; what was finished is in the record: rerun the same command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def list_tasks(args: argparse.Namespace) -> int:
@@ -198,6 +207,7 @@ def optimize_tasks(args: argparse.Namespace) -> int:
         preset(args.strategy)
     except ValueError as exc:
         raise BadInput(f"--strategy {exc}") from None
+    _check_ray_options(args)
     device = _device(args.device)
     options = OptimizeOptions(
         strategy=args.strategy, budget_queries=args.budget, budget_dollars=args.dollars, llm=args.llm,
@@ -213,7 +223,9 @@ def optimize_tasks(args: argparse.Namespace) -> int:
         baselines = parse_baselines(args.baselines)
     except ValueError as exc:
         raise BadInput(f"--baselines {exc}") from None
-    if args.devices:
+    if args.ray:
+        evaluator = _ray_pool(args, size=args.size, timing=timing, baselines=baselines)
+    elif args.devices:
         from pike_bench.evaluate.pool import EvaluatorPool, parse_devices
 
         try:
@@ -229,6 +241,30 @@ def optimize_tasks(args: argparse.Namespace) -> int:
     print(optimize_table(outcomes))
     print(f"leaderboard: {leaderboard.publish(options.store_path, options.store_path.parent / 'leaderboard')}")
     return EXIT_OK if all(o.best is not None for o in outcomes) else EXIT_NOT_CORRECT
+
+
+def _check_ray_options(args: argparse.Namespace) -> None:
+    if args.ray_cpus < 0:
+        raise BadInput("--ray-cpus must be 0 (one actor per GPU) or more")
+    if args.ray_cpus and not args.ray:
+        raise BadInput("--ray-cpus needs --ray auto|ADDRESS|local")
+    if args.ray and args.devices:
+        raise BadInput("--ray and --devices exclude each other: Ray places one actor per GPU")
+
+
+def _ray_pool(args: argparse.Namespace, **evaluator_options):
+    from pike_bench.evaluate.ray_pool import NoGPU, RayEvaluatorPool, import_ray
+
+    try:
+        import_ray()
+    except ImportError:
+        raise BadInput("--ray needs Ray: pip install 'pike-bench[ray]'") from None
+    try:
+        return RayEvaluatorPool(args.ray, cpu_actors=args.ray_cpus, say=print, **evaluator_options)
+    except NoGPU:
+        raise BadInput(f"--ray {args.ray}: the Ray cluster has no GPU; give --ray-cpus N for N CPU actors") from None
+    except (ValueError, RuntimeError) as exc:  # no cluster there, no GPU in it, actors that do not start
+        raise BadInput(f"--ray {args.ray}: {exc}") from None
 
 
 def accept_solution(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from pike_bench.evaluate import Evaluator
-from pike_bench.evaluate.pool import EvaluatorPool
+from pike_bench.evaluate.pool import EvaluatorPool, stop_worker
 from pike_bench.evaluate.result import CORRECT, EvalResult
 from pike_bench.llm.base import Proposer, Reply, Request
 from pike_bench.search.agents import Agents, Outcome, Scored
@@ -185,7 +185,11 @@ class Optimizer:
         # A pool spreads candidates over its devices; a single evaluator takes them in turn.
         if isinstance(self.evaluator, EvaluatorPool):
             return await self.evaluator.evaluate(task, source)
-        return await asyncio.to_thread(self._evaluate, task, source)
+        try:
+            return await asyncio.to_thread(self._evaluate, task, source)
+        except asyncio.CancelledError:
+            stop_worker(self.evaluator)
+            raise
 
     def _record(self, store: Store, run_id: int, task: Task, scored: Scored, results, fresh, agents: Agents) -> None:
         candidate = store.record_candidate(

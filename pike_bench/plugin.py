@@ -56,6 +56,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pike-concurrency", type=int, default=16, metavar="N", help="LLM requests in flight")
     group.addoption("--pike-devices", default=None, metavar="all|0,1,...",
                     help="optimize with one worker per listed GPU, candidates to the next free one")
+    group.addoption("--pike-ray", default=None, metavar="auto|ADDRESS|local",
+                    help="evaluate candidates on Ray actors, one per GPU of the cluster (local: start one here)")
+    group.addoption("--pike-ray-cpus", type=int, default=0, metavar="N",
+                    help="with --pike-ray: N CPU actors, for a cluster without GPUs (default 0: one actor per GPU)")
     group.addoption("--pike-store", default=".pike/runs.sqlite", metavar="PATH",
                     help="the record of runs (a rerun of the same command resumes from it)")
     group.addoption("--pike-solutions", default="solutions", metavar="DIR",
@@ -81,8 +85,27 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--pike-baselines {exc}") from None
     if config.getoption("--pike-trials") < 1:
         raise pytest.UsageError("--pike-trials must be at least 1")
+    _check_ray_options(config)
     plugin = PikePlugin(config)
     config.pluginmanager.register(plugin, "pike-session")
+
+
+def _check_ray_options(config: pytest.Config) -> None:
+    address, cpus = config.getoption("--pike-ray"), config.getoption("--pike-ray-cpus")
+    if cpus < 0:
+        raise pytest.UsageError("--pike-ray-cpus must be 0 (one actor per GPU) or more")
+    if cpus and not address:
+        raise pytest.UsageError("--pike-ray-cpus needs --pike-ray auto|ADDRESS|local")
+    if not address:
+        return
+    if config.getoption("--pike-devices"):
+        raise pytest.UsageError("--pike-ray and --pike-devices exclude each other: Ray places one actor per GPU")
+    from pike_bench.evaluate.ray_pool import import_ray
+
+    try:
+        import_ray()  # here, not in the first optimize test
+    except ImportError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 class PikePlugin:
@@ -148,20 +171,25 @@ class PikePlugin:
 
     def evaluator(self):
         if self._evaluator is None:
-            from pike_bench.evaluate import Evaluator, TimingOptions
+            from pike_bench.evaluate import Evaluator
 
-            option = self.config.getoption
-            self._evaluator = Evaluator(
-                self.device,
-                size=option("--pike-size"),
-                mode=option("--pike-mode"),
-                trials=option("--pike-trials"),
-                timeout=option("--pike-timeout"),
-                timing=TimingOptions(max_seconds=option("--pike-max-time"), l2_flush=not option("--pike-no-l2-flush")),
-                compile_mode=option("--pike-compile-mode"),
-                baselines=parse_baselines(option("--pike-baselines")),
-            )
+            self._evaluator = Evaluator(self.device, **self._evaluator_options())
         return self._evaluator
+
+    def _evaluator_options(self) -> dict:
+        """The options as given; each Evaluator fills in what depends on its device (size, graph)."""
+        from pike_bench.evaluate import TimingOptions
+
+        option = self.config.getoption
+        return dict(
+            size=option("--pike-size"),
+            mode=option("--pike-mode"),
+            trials=option("--pike-trials"),
+            timeout=option("--pike-timeout"),
+            timing=TimingOptions(max_seconds=option("--pike-max-time"), l2_flush=not option("--pike-no-l2-flush")),
+            compile_mode=option("--pike-compile-mode"),
+            baselines=parse_baselines(option("--pike-baselines")),
+        )
 
     def optimizer(self):
         if self._optimizer is None:
@@ -181,7 +209,9 @@ class PikePlugin:
                 say("pike-bench: no ANTHROPIC_API_KEY, so the offline proposer writes the candidates "
                     "(known-good rewrites, no LLM, no cost)")
             devices = option("--pike-devices")
-            if devices:
+            if option("--pike-ray"):
+                self._pool = self._ray_pool(say)
+            elif devices:
                 from pike_bench.evaluate.pool import EvaluatorPool, parse_devices
 
                 base = self.evaluator()
@@ -191,6 +221,21 @@ class PikePlugin:
                     baselines=base.baselines)
             self._optimizer = Optimizer(self._pool or self.evaluator(), options, progress=say)
         return self._optimizer
+
+    def _ray_pool(self, say):
+        from pike_bench.evaluate.ray_pool import NoGPU, RayEvaluatorPool
+
+        # Not this machine's evaluator's settings: the driver may have no GPU where the
+        # actors have one (its size would be small, its baselines without graph).
+        address = self.config.getoption("--pike-ray")
+        try:
+            return RayEvaluatorPool(address, cpu_actors=self.config.getoption("--pike-ray-cpus"), say=say,
+                                    **self._evaluator_options())
+        except NoGPU:
+            raise pytest.UsageError(f"--pike-ray {address}: the Ray cluster has no GPU; "
+                                    "give --pike-ray-cpus N for N CPU actors") from None
+        except (ValueError, RuntimeError) as exc:  # no cluster there, no GPU in it, actors that do not start
+            raise pytest.UsageError(f"--pike-ray {address}: {exc}") from None
 
     def optimize(self, task: Task):
         self.optimized[task.id] = self.optimizer().optimize(task)

@@ -46,7 +46,7 @@ def test_faulty_candidate_gets_its_status_and_the_next_one_still_evaluates(cpu_e
 
 def test_errors_point_at_the_candidates_own_lines(cpu_evaluator, tiny_task):
     result = cpu_evaluator.evaluate(tiny_task, candidate("raises.py"))
-    assert "line 13, in forward: return self.fc1(x) @ torch.ones(3, 3)" in result.detail
+    assert "line 13, in forward: return self.fc1(x) @ torch.ones(3, 3, device=x.device)" in result.detail
     assert "input set 1 of 3" in result.detail
     syntax = cpu_evaluator.evaluate(tiny_task, candidate("syntax_error.py"))
     assert "line 6: def forward(self, x)" in syntax.detail

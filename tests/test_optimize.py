@@ -7,6 +7,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from conftest import DATA
 
@@ -63,3 +65,28 @@ def test_a_killed_run_resumes_and_does_not_spend_the_budget_twice(tmp_path):
     # each distinct source evaluated once: the recorded evaluations were not run again
     assert after["evaluations"] == after["sources"]
     assert after["starts"] == [(2,)]
+
+
+def test_ctrl_c_stops_a_run_at_once_even_while_a_candidate_is_being_evaluated(tmp_path):
+    # Each call of this task takes 0.5 s, so one evaluation (20 rounds at least of three
+    # contestants) takes half a minute or more; Ctrl-C must not wait for it.
+    slow = tmp_path / "1_Sleepy.py"
+    slow.write_text(Path(TINY).read_text().replace("import torch\n", "import time\n\nimport torch\n", 1).replace(
+        "    def forward(self, x):\n", "    def forward(self, x):\n        time.sleep(0.5)\n", 1))
+    cmd = command(tmp_path, 4)
+    cmd[cmd.index(TINY)] = str(slow)
+    cmd[cmd.index("--max-time") + 1] = "60"
+    # A shell without job control starts background commands with SIGINT ignored, and Python
+    # keeps it so: give the child the default, as a terminal would.
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(12)  # the worker is up and inside the first evaluation
+    assert child.poll() is None
+    os.kill(child.pid, signal.SIGINT)
+    started = time.perf_counter()
+    _, err = child.communicate(timeout=60)
+    assert time.perf_counter() - started < 10
+    assert child.returncode == 130
+    assert err.strip().splitlines()[-1] == (
+        "pike: interrupted; what was finished is in the record: rerun the same command to resume")
+    assert "Traceback" not in err

@@ -90,6 +90,7 @@ class Evaluator:
         self.policy = "custom-kernel" if require_custom_kernel else "any"
         self.defenses = defenses  # off only to measure their cost
         self.worker = WorkerProcess(self.device)
+        self.interrupted = False
 
     def __enter__(self) -> "Evaluator":
         return self
@@ -98,6 +99,13 @@ class Evaluator:
         self.close()
 
     def close(self) -> None:
+        self.worker.stop()
+
+    def interrupt(self) -> None:
+        """Stop the evaluation in flight and refuse the ones queued behind it (called from
+        another thread, on Ctrl-C): the worker is killed, and every evaluation returns at
+        once instead of starting a new worker. An interrupted evaluator stays so."""
+        self.interrupted = True
         self.worker.stop()
 
     def contestants(self, task: Task, candidate_source: str | None = None) -> list[Contestant]:
@@ -123,9 +131,15 @@ class Evaluator:
         )
         blamed: dict[str, ContestantResult] = {}
         while True:
+            if self.interrupted:
+                reply = self._reply_without_worker(task_error="interrupted")
+                break
             try:
                 reply = self.worker.run(request, self.timeout)
             except WorkerDied as died:
+                if self.interrupted:
+                    reply = self._reply_without_worker(task_error="interrupted")
+                    break
                 names = [c.name for c in request.contestants]
                 # Outside any contestant's step (timing), the untrusted candidate is blamed.
                 culprit = died.culprit or (CANDIDATE if CANDIDATE in names else REFERENCE)
