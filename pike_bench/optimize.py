@@ -21,6 +21,7 @@ from typing import Callable
 
 from pike_bench.evaluate import Evaluator
 from pike_bench.evaluate.pool import EvaluatorPool, stop_worker
+from pike_bench.evaluate.prebuild import Prebuilder
 from pike_bench.evaluate.result import CORRECT, EvalResult
 from pike_bench.llm.base import Proposer, Reply, Request
 from pike_bench.search.agents import Agents, Outcome, Scored
@@ -47,6 +48,7 @@ class OptimizeOptions:
     concurrency: int = 16
     store_path: Path = Path(".pike/runs.sqlite")
     solutions_dir: Path = solutions.DEFAULT_DIR
+    prebuild: bool = True  # compile C++/CUDA extensions on the CPU before a worker imports them
 
 
 @dataclass
@@ -120,6 +122,7 @@ class Optimizer:
         self.evaluator, self.options, self.progress = evaluator, options, progress
         self.config = preset(options.strategy)
         self._lock = threading.Lock()  # one worker process: evaluations go one at a time
+        self.prebuilder = _prebuilder(evaluator) if options.prebuild else None
 
     def run_key(self, task: Task) -> str:
         """Same command, same key: a rerun finds its run in the store and resumes it."""
@@ -182,6 +185,9 @@ class Optimizer:
             return self.evaluator.evaluate(task, source)
 
     async def _evaluate_async(self, task: Task, source: str) -> EvalResult:
+        if self.prebuilder is not None and self.prebuilder.needed(source):
+            # Compiled on the CPU first, while the GPU evaluates other candidates.
+            await self.prebuilder.build(source)
         # A pool spreads candidates over its devices; a single evaluator takes them in turn.
         if isinstance(self.evaluator, EvaluatorPool):
             return await self.evaluator.evaluate(task, source)
@@ -231,6 +237,14 @@ class Optimizer:
         origin = {"by": "pike optimize", "strategy": self.options.strategy, "llm": choose_llm(self.options),
                   "model": self.options.model, "efa_model": self.options.efa_model, "slot": best.slot}
         return solutions.save(root, solutions.from_result(task, "best", best.source, result, origin))
+
+
+def _prebuilder(evaluator: Evaluator | EvaluatorPool) -> Prebuilder | None:
+    """Builds beside the local workers; a Ray actor builds where it runs."""
+    if isinstance(evaluator, EvaluatorPool):
+        local = [e for e in evaluator.evaluators if isinstance(e, Evaluator)]
+        return Prebuilder(local[0].device) if local else None
+    return Prebuilder(evaluator.device)
 
 
 __all__ = ["Optimizer", "OptimizeOptions", "TaskOutcome", "LLMS"]

@@ -1,0 +1,126 @@
+"""Builds beside the GPU workers: a candidate's C++/CUDA extensions compiled on the CPU.
+
+`load_inline` compiles at import time, for tens of seconds with nvcc; done in the GPU
+worker, the GPU would wait all that time. Instead, a candidate that builds an extension
+is first imported in a separate, short-lived CPU process, with every GPU hidden (its
+code is untrusted, and another candidate may be timing on the GPU meanwhile). That
+process fills torch's extension cache; when the worker then imports the candidate,
+`load_inline` finds the build done and only loads it.
+
+This only moves work: the verdict is always the worker's. A prebuild that fails (a
+compile error, code that needs a GPU at import) is left for the worker to meet and
+report. Triton compiles on first call and is not prebuilt.
+
+    python -m pike_bench.evaluate.prebuild < candidate.py   # what each build process runs
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pike_bench.screen import screen
+
+BUILT_LANGUAGES = {"cuda", "c++"}
+
+
+@dataclass
+class Prebuild:
+    ok: bool
+    seconds: float
+    message: str = ""  # the build process's last line when it failed
+
+
+class Prebuilder:
+    """At most `processes` builds at once, each stopped after `timeout` seconds."""
+
+    def __init__(self, device: str, processes: int | None = None, timeout: float = 600.0):
+        self.device, self.timeout = device, timeout
+        self.processes = processes or max(1, (os.cpu_count() or 2) // 4)
+        self._env: dict[str, str] | None = None  # made at the first build: it may start a process
+        self.done: list[Prebuild] = []  # what was built, for reports and tests
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @staticmethod
+    def needed(source: str) -> bool:
+        return bool(BUILT_LANGUAGES & set(screen(source).languages))
+
+    async def build(self, source: str) -> Prebuild:
+        async with self._slots_of_this_loop():
+            started = time.perf_counter()
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pike_bench.evaluate.prebuild",
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self._environment(),
+            )  # fmt: skip
+            try:
+                _, err = await asyncio.wait_for(process.communicate(source.encode()), self.timeout)
+            except asyncio.CancelledError:  # Ctrl-C: nobody needs this build any more
+                process.kill()
+                raise
+            except asyncio.TimeoutError:  # a hang: the worker meets it and says so
+                process.kill()
+                await process.wait()
+                err = f"the build took more than {self.timeout:g} s".encode()
+            lines = err.decode(errors="replace").strip().splitlines()
+            outcome = Prebuild(process.returncode == 0, time.perf_counter() - started, lines[-1] if lines else "")
+            self.done.append(outcome)
+            return outcome
+
+    def _environment(self) -> dict[str, str]:
+        if self._env is None:
+            self._env = build_environment(self.device)
+        return self._env
+
+    def _slots_of_this_loop(self) -> asyncio.Semaphore:
+        # A semaphore belongs to one event loop, and each task's optimization runs its own.
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._loop is not loop:
+            self._slots, self._loop = asyncio.Semaphore(self.processes), loop
+        return self._slots
+
+
+def build_environment(device: str) -> dict[str, str]:
+    """No GPU for the build process, and the GPU's own architecture to compile for.
+
+    The worker must compile with the same flags, or it rebuilds: so the architecture is
+    also put in this process's environment, which the workers it starts inherit."""
+    if device.startswith("cuda") and "TORCH_CUDA_ARCH_LIST" not in os.environ:
+        arch = cuda_arch(device)
+        if arch:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = arch
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+
+
+def cuda_arch(device: str) -> str:
+    """'9.0' for an H100 or H200, asked of a short-lived process (this one keeps no CUDA context)."""
+    index = int(device.split(":")[1]) if ":" in device else 0
+    probe = f"import torch; print('%d.%d' % torch.cuda.get_device_capability({index}))"
+    try:
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def main() -> int:
+    from pike_bench.candidate import import_source
+
+    source = sys.stdin.read()
+    with tempfile.TemporaryDirectory(prefix="pike_prebuild_") as folder:
+        try:
+            import_source(source, Path(folder), "prebuild")
+        except BaseException as exc:  # noqa: BLE001 - any failure is left for the worker to report
+            print(f"{type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
