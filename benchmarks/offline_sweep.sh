@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The offline proposer over a suite on every GPU of the machine, resumable across calls.
+#
+#   bash benchmarks/offline_sweep.sh RECORD_DIR SECONDS [pytest selection...]
+#   bash benchmarks/offline_sweep.sh benchmarks/results/offline-h200 540 -m pike
+#
+# RECORD_DIR keeps the record (runs.sqlite), the kept solutions and the leaderboard.
+# The run is stopped with Ctrl-C (SIGINT) after SECONDS; the same command resumes it
+# from the record, without asking a query or making an evaluation twice. Keep the same
+# machine kind between calls: the record names its runs by their devices.
+set -u
+dir=${1:?usage: offline_sweep.sh RECORD_DIR SECONDS [pytest selection...]}
+cap=${2:?usage: offline_sweep.sh RECORD_DIR SECONDS [pytest selection...]}
+shift 2
+mkdir -p "$dir"
+timeout -s INT "$cap" python3 -m pytest -p no:cacheprovider kernelbench_tasks \
+    --pike-optimize --pike-llm offline --pike-budget 20 --pike-devices all \
+    --pike-max-time 1 --pike-trials 2 \
+    --pike-store "$dir/runs.sqlite" --pike-solutions "$dir/solutions" "$@"
+python3 -m pike_bench.cli leaderboard --store "$dir/runs.sqlite" --out "$dir/leaderboard"
