@@ -77,6 +77,21 @@ def test_bad_options_are_one_line_usage_errors(suite):
     result.stderr.fnmatch_lines(["*--pike-tasks: *nowhere: no such file or folder of tasks*"])
     result = suite.runpytest("-p", "no:cacheprovider", "--pike-tasks", "tasks", "--pike-device", "tpu")
     result.stderr.fnmatch_lines(["*--pike-device tpu: not a device; use cpu, cuda or cuda:N*"])
+    result = suite.runpytest(*COMMON, "--pike-baselines", "eager,compiled")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--pike-baselines compiled: not a baseline; choose from eager, compile, graph*"])
+    result = suite.runpytest(*COMMON, "--pike-ray-cpus", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--pike-ray-cpus needs --pike-ray auto|ADDRESS|local*"])
+    result = suite.runpytest(*COMMON, "--pike-ray", "local", "--pike-devices", "cpu,cpu")
+    result.stderr.fnmatch_lines(["*--pike-ray and --pike-devices exclude each other*"])
+
+
+def test_baselines_left_out_are_skipped_and_not_timed(suite):
+    result = suite.runpytest(*COMMON, "-k", "TinyMLP and test_baseline", "--pike-baselines", "eager", "-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*compile is not in --pike-baselines", "*graph is not in --pike-baselines"])
+    result.stdout.fnmatch_lines(["| level0/1_TinyMLP *| - *| - *| - *| - *| correct *|"])  # nothing but eager timed
 
 
 def test_marks_from_task_files_select_with_m(suite):
