@@ -2,7 +2,9 @@
 
 A task file defines ``Model``, ``get_inputs()`` and ``get_init_inputs()`` at module
 level (the KernelBench form). Optional names: ``SMALL`` (constants replaced for a
-CPU-sized run), ``ATOL``/``RTOL`` (tolerances) and ``MARKS`` (pytest marks).
+CPU-sized run), ``ATOL``/``RTOL`` (tolerances), ``MARKS`` (pytest marks) and
+``BUILD_ON_DEVICE`` (construct the models on the run's device, for models of billions of
+parameters).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class Task:
     atol: float | None = None
     rtol: float | None = None
     marks: tuple[str, ...] = ()
+    # BUILD_ON_DEVICE = True: Model (and ModelNew) are constructed on the run's device.
+    build_on_device: bool = False
 
     def sha256(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
@@ -93,6 +97,7 @@ def task_from_file(path: Path) -> Task:
         atol=_optional_float(module, "ATOL"),
         rtol=_optional_float(module, "RTOL"),
         marks=tuple(getattr(module, "MARKS", ())),
+        build_on_device=bool(getattr(module, "BUILD_ON_DEVICE", False)),
     )
 
 

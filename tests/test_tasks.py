@@ -64,3 +64,23 @@ def test_same_id_in_two_roots_is_an_error(tmp_path):
     write(tmp_path / "b" / "lv", "1_T.py", GOOD)
     tasks, errors = discover_tasks([tmp_path / "a", tmp_path / "b"])
     assert len(tasks) == 1 and "already taken" in str(errors[0])
+
+
+@pytest.mark.parametrize("flag, built_on", [("", "cpu"), ("BUILD_ON_DEVICE = True\n", "meta")])
+def test_build_on_device_constructs_the_models_where_they_run(tmp_path, flag, built_on):
+    # The meta device stands for a GPU: where a tensor made in __init__ lands shows where
+    # the weights were drawn (all of them end on the run's device either way).
+    from pike_bench.evaluate.job import JobRequest, construct
+
+    (tmp_path / "level0").mkdir()
+    path = tmp_path / "level0" / "1_Where.py"
+    path.write_text(
+        "import torch\n\n\nclass Model(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.linear = torch.nn.Linear(4, 4)\n        self.built_on = torch.empty(0).device.type\n\n"
+        "    def forward(self, x):\n        return self.linear(x)\n\n\n"
+        "def get_inputs():\n    return [torch.randn(2, 4)]\n\n\ndef get_init_inputs():\n    return []\n" + flag)
+    task = task_from_file(path)
+    assert task.build_on_device == bool(flag)
+    model = construct(sized_module(task, "full").Model, [], JobRequest(task, [], device="meta"))
+    assert model.built_on == built_on and model.linear.weight.device.type == "meta"

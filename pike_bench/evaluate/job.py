@@ -6,6 +6,7 @@ imported, called and timed only on this side of the process boundary.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import platform
@@ -119,8 +120,7 @@ class Worker:
                 torch.cuda.empty_cache()
             module = sized_module(task, request.size)
             init_inputs = list(module.get_init_inputs())
-            torch.manual_seed(request.weight_seed)
-            model = _prepare(module.Model(*copy.deepcopy(init_inputs)), request)
+            model = construct(module.Model, init_inputs, request)
             self._key, self._reference = key, (module, model, init_inputs)
         return self._reference
 
@@ -375,9 +375,19 @@ def _build(contestant: Contestant, request: JobRequest, init_inputs: list[Any], 
         apply_sizes(module, small)
     if not hasattr(module, "ModelNew"):
         raise AttributeError("the candidate defines no ModelNew; it must define class ModelNew(nn.Module)")
-    # The same seed as the reference: same init inputs, same weights.
+    return construct(module.ModelNew, init_inputs, request)
+
+
+def construct(model_class: Any, init_inputs: list[Any], request: JobRequest) -> Any:
+    """Model or ModelNew from the init inputs, under the same seed (same weights), on the
+    run's device and in the run's mode."""
     torch.manual_seed(request.weight_seed)
-    return _prepare(module.ModelNew(*copy.deepcopy(init_inputs)), request)
+    # torch draws random CPU tensors on one thread (about 5 s per billion): a task of
+    # billions of parameters asks for its weights to be drawn on the device instead.
+    where = torch.device(request.device) if request.task.build_on_device else contextlib.nullcontext()
+    with where:
+        model = model_class(*copy.deepcopy(init_inputs))
+    return _prepare(model, request)
 
 
 def _prepare(model: Any, request: JobRequest) -> Any:
