@@ -43,7 +43,8 @@ class Prebuilder:
     def __init__(self, device: str, processes: int | None = None, timeout: float = 600.0):
         self.device, self.timeout = device, timeout
         self.processes = processes or max(1, (os.cpu_count() or 2) // 4)
-        self._env: dict[str, str] | None = None  # made at the first build: it may start a process
+        # Now, before the workers start: they must inherit the architecture (see below).
+        self.env = build_environment(device)
         self.done: list[Prebuild] = []  # what was built, for reports and tests
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -57,7 +58,7 @@ class Prebuilder:
             started = time.perf_counter()
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "pike_bench.evaluate.prebuild",
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self._environment(),
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env,
             )  # fmt: skip
             try:
                 _, err = await asyncio.wait_for(process.communicate(source.encode()), self.timeout)
@@ -72,11 +73,6 @@ class Prebuilder:
             outcome = Prebuild(process.returncode == 0, time.perf_counter() - started, lines[-1] if lines else "")
             self.done.append(outcome)
             return outcome
-
-    def _environment(self) -> dict[str, str]:
-        if self._env is None:
-            self._env = build_environment(self.device)
-        return self._env
 
     def _slots_of_this_loop(self) -> asyncio.Semaphore:
         # A semaphore belongs to one event loop, and each task's optimization runs its own.
