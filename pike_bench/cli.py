@@ -244,27 +244,21 @@ def optimize_tasks(args: argparse.Namespace) -> int:
 
 
 def _check_ray_options(args: argparse.Namespace) -> None:
-    if args.ray_cpus < 0:
-        raise BadInput("--ray-cpus must be 0 (one actor per GPU) or more")
-    if args.ray_cpus and not args.ray:
-        raise BadInput("--ray-cpus needs --ray auto|ADDRESS|local")
-    if args.ray and args.devices:
-        raise BadInput("--ray and --devices exclude each other: Ray places one actor per GPU")
+    from pike_bench.evaluate.ray_pool import check_options
+
+    try:
+        check_options(args.ray, args.ray_cpus, args.devices, "--ray")
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def _ray_pool(args: argparse.Namespace, **evaluator_options):
-    from pike_bench.evaluate.ray_pool import NoGPU, RayEvaluatorPool, import_ray
+    from pike_bench.evaluate.ray_pool import open_pool
 
     try:
-        import_ray()
-    except ImportError:
-        raise BadInput("--ray needs Ray: pip install 'pike-bench[ray]'") from None
-    try:
-        return RayEvaluatorPool(args.ray, cpu_actors=args.ray_cpus, say=print, **evaluator_options)
-    except NoGPU:
-        raise BadInput(f"--ray {args.ray}: the Ray cluster has no GPU; give --ray-cpus N for N CPU actors") from None
-    except (ValueError, RuntimeError) as exc:  # no cluster there, no GPU in it, actors that do not start
-        raise BadInput(f"--ray {args.ray}: {exc}") from None
+        return open_pool(args.ray, args.ray_cpus, "--ray", print, **evaluator_options)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def accept_solution(args: argparse.Namespace) -> int:

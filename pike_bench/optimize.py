@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from pike_bench.evaluate import Evaluator
-from pike_bench.evaluate.pool import EvaluatorPool, stop_worker
+from pike_bench.evaluate.pool import EvaluatorPool
 from pike_bench.evaluate.prebuild import Prebuilder
 from pike_bench.evaluate.result import CORRECT, EvalResult
 from pike_bench.llm.base import Proposer, Reply, Request
@@ -193,8 +193,8 @@ class Optimizer:
             return await self.evaluator.evaluate(task, source)
         try:
             return await asyncio.to_thread(self._evaluate, task, source)
-        except asyncio.CancelledError:
-            stop_worker(self.evaluator)
+        except asyncio.CancelledError:  # Ctrl-C: see Evaluator.interrupt
+            self.evaluator.interrupt()
             raise
 
     def _record(self, store: Store, run_id: int, task: Task, scored: Scored, results, fresh, agents: Agents) -> None:

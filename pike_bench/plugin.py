@@ -91,20 +91,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _check_ray_options(config: pytest.Config) -> None:
-    address, cpus = config.getoption("--pike-ray"), config.getoption("--pike-ray-cpus")
-    if cpus < 0:
-        raise pytest.UsageError("--pike-ray-cpus must be 0 (one actor per GPU) or more")
-    if cpus and not address:
-        raise pytest.UsageError("--pike-ray-cpus needs --pike-ray auto|ADDRESS|local")
-    if not address:
-        return
-    if config.getoption("--pike-devices"):
-        raise pytest.UsageError("--pike-ray and --pike-devices exclude each other: Ray places one actor per GPU")
-    from pike_bench.evaluate.ray_pool import import_ray
+    from pike_bench.evaluate.ray_pool import check_options
 
-    try:
-        import_ray()  # here, not in the first optimize test
-    except ImportError as exc:
+    try:  # here, not in the first optimize test
+        check_options(config.getoption("--pike-ray"), config.getoption("--pike-ray-cpus"),
+                      config.getoption("--pike-devices"), "--pike-ray")
+    except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
 
 
@@ -223,19 +215,15 @@ class PikePlugin:
         return self._optimizer
 
     def _ray_pool(self, say):
-        from pike_bench.evaluate.ray_pool import NoGPU, RayEvaluatorPool
+        from pike_bench.evaluate.ray_pool import open_pool
 
         # Not this machine's evaluator's settings: the driver may have no GPU where the
         # actors have one (its size would be small, its baselines without graph).
-        address = self.config.getoption("--pike-ray")
         try:
-            return RayEvaluatorPool(address, cpu_actors=self.config.getoption("--pike-ray-cpus"), say=say,
-                                    **self._evaluator_options())
-        except NoGPU:
-            raise pytest.UsageError(f"--pike-ray {address}: the Ray cluster has no GPU; "
-                                    "give --pike-ray-cpus N for N CPU actors") from None
-        except (ValueError, RuntimeError) as exc:  # no cluster there, no GPU in it, actors that do not start
-            raise pytest.UsageError(f"--pike-ray {address}: {exc}") from None
+            return open_pool(self.config.getoption("--pike-ray"), self.config.getoption("--pike-ray-cpus"),
+                             "--pike-ray", say, **self._evaluator_options())
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
     def optimize(self, task: Task):
         self.optimized[task.id] = self.optimizer().optimize(task)

@@ -104,7 +104,11 @@ class Evaluator:
     def interrupt(self) -> None:
         """Stop the evaluation in flight and refuse the ones queued behind it (called from
         another thread, on Ctrl-C): the worker is killed, and every evaluation returns at
-        once instead of starting a new worker. An interrupted evaluator stays so."""
+        once instead of starting a new worker. An interrupted evaluator stays so.
+
+        Why: the thread that waits for the worker cannot be cancelled, and asyncio.run
+        waits for it before returning, for as long as a compile or a hang lasts. Nothing
+        is lost: an interrupted evaluation is not recorded, and a rerun makes it again."""
         self.interrupted = True
         self.worker.stop()
 

@@ -68,8 +68,8 @@ class EvaluatorPool:
             evaluator = await free.get()
             try:
                 result = await asyncio.to_thread(evaluator.evaluate, task, source)
-            except asyncio.CancelledError:
-                stop_worker(evaluator)
+            except asyncio.CancelledError:  # Ctrl-C: see Evaluator.interrupt
+                evaluator.interrupt()
                 raise
             if self._still_usable(evaluator, result):
                 free.put_nowait(evaluator)
@@ -108,14 +108,6 @@ class EvaluatorPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def stop_worker(evaluator: Evaluator) -> None:
-    """On Ctrl-C (the evaluation's task cancelled): the thread that waits for the worker
-    cannot be cancelled, and asyncio.run waits for that thread before it returns, for as
-    long as a compile or a hang lasts. Interrupting the evaluator ends the wait now.
-    Nothing is lost: the evaluation was not recorded, and a rerun makes it again."""
-    evaluator.interrupt()
 
 
 def _device_fault(result: EvalResult) -> bool:

@@ -210,6 +210,35 @@ class RayEvaluatorPool(EvaluatorPool):
             self._ray.shutdown()
 
 
+def check_options(address: str | None, cpu_actors: int, devices: str | None, flag: str) -> None:
+    """The Ray options' rules, for the plugin (flag "--pike-ray") and `pike optimize` ("--ray");
+    ValueError with the one line to show."""
+    if cpu_actors < 0:
+        raise ValueError(f"{flag}-cpus must be 0 (one actor per GPU) or more")
+    if cpu_actors and not address:
+        raise ValueError(f"{flag}-cpus needs {flag} auto|ADDRESS|local")
+    if not address:
+        return
+    if devices:
+        raise ValueError(f"{flag} and {flag.replace('ray', 'devices')} exclude each other: Ray places one actor per GPU")
+    try:
+        import_ray()
+    except ImportError:
+        raise ValueError(f"{flag} needs Ray: pip install 'pike-bench[ray]'") from None
+
+
+def open_pool(address: str, cpu_actors: int, flag: str, say: Callable[[str], None], **evaluator_options
+              ) -> "RayEvaluatorPool":
+    """The pool, or ValueError with one line naming the option (no cluster, no GPU, no start)."""
+    try:
+        return RayEvaluatorPool(address, cpu_actors=cpu_actors, say=say, **evaluator_options)
+    except NoGPU:
+        raise ValueError(f"{flag} {address}: the Ray cluster has no GPU; "
+                         f"give {flag}-cpus N for N CPU actors") from None
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"{flag} {address}: {exc}") from None
+
+
 def connect(ray, address: str | None, cpu_actors: int) -> bool:
     """Connect to Ray; True if this call made the connection (and close() should end it)."""
     if ray.is_initialized():
