@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/offline_sweep.sh RECORD_DIR SECONDS [pytest selection...]
 #   bash benchmarks/offline_sweep.sh benchmarks/results/offline-h200 540 -m pike
+#   BUDGET=3 bash benchmarks/offline_sweep.sh ...   (queries per task; default 20)
 #
 # RECORD_DIR keeps the record (runs.sqlite), the kept solutions and the leaderboard.
 # The run is stopped with Ctrl-C (SIGINT) after SECONDS; the same command resumes it
@@ -14,7 +15,7 @@ cap=${2:?usage: offline_sweep.sh RECORD_DIR SECONDS [pytest selection...]}
 shift 2
 mkdir -p "$dir"
 timeout -s INT "$cap" python3 -m pytest -p no:cacheprovider kernelbench_tasks \
-    --pike-optimize --pike-llm offline --pike-budget 20 --pike-devices all \
-    --pike-max-time 1 --pike-trials 2 \
+    --pike-optimize --pike-llm offline --pike-budget "${BUDGET:-20}" --pike-devices all \
+    --pike-max-time 1 --pike-trials 2 --pike-baselines eager,compile,graph \
     --pike-store "$dir/runs.sqlite" --pike-solutions "$dir/solutions" "$@"
 python3 -m pike_bench.cli leaderboard --store "$dir/runs.sqlite" --out "$dir/leaderboard"
