@@ -130,6 +130,11 @@ class Worker:
         if request.mode not in MODES:
             reply.task_error = f"mode {request.mode!r} is not one of {', '.join(MODES)}"
             return reply
+        if request.device.startswith("cuda"):
+            # The job's GPU as the current device: code that names plain "cuda" (a
+            # candidate's streams, CUDA graphs, torch.empty(device="cuda")) must land on
+            # it, not on GPU 0, when this worker serves another GPU of the machine.
+            torch.cuda.set_device(torch.device(request.device))
         progress(f"loading the reference of {request.task.id}", "reference")
         task_file = request.task.path.read_bytes()
         try:
