@@ -9,9 +9,9 @@ after every set:
 
 - evaluations per minute of each set, and its efficiency against the first set
   (rate / (first rate x devices / first devices): 1.0 is linear);
-- agreement: every candidate source evaluated in two sets on different GPUs, with its
-  speedup over eager on each (and each one's 95% interval), so a difference can be
-  compared with the noise of one GPU.
+- agreement: every candidate source evaluated in two sets, with its speedup over eager
+  each time (and each one's 95% interval): pairs on two GPUs, and pairs on the same GPU,
+  whose differences are the noise of one GPU that the others are compared with.
 
 On the CPU (`--sets "cpu;cpu,cpu" --size small`) it checks the script, not a GPU.
 """
@@ -66,7 +66,9 @@ def evaluations_of(store: Path) -> list[dict]:
 
 
 def agreement(sets: list[dict]) -> list[dict]:
-    """The same source's speedup on two different GPUs (from any two sets)."""
+    """Every source measured in two sets: its speedup both times. A pair on two GPUs
+    (``same_gpu`` false) is the agreement asked for; a pair on one GPU is that GPU's own
+    run-to-run noise, which the cross-GPU differences are judged against."""
     seen: dict[tuple[str, str], dict] = {}
     pairs = []
     for measured in sets:
@@ -75,12 +77,20 @@ def agreement(sets: list[dict]) -> list[dict]:
                 continue
             key = (c["task"], c["source"])
             first = seen.setdefault(key, c)
-            if first is not c and first["device"] != c["device"]:
+            if first is not c:
                 pairs.append({"task": c["task"], "source": c["source"][:12],
+                              "same_gpu": first["device"] == c["device"],
                               "a": {k: first[k] for k in ("device", "speedup", "interval")},
                               "b": {k: c[k] for k in ("device", "speedup", "interval")},
                               "relative_difference": c["speedup"] / first["speedup"] - 1})
     return pairs
+
+
+def spread(pairs: list[dict], same_gpu: bool) -> str:
+    differences = [abs(p["relative_difference"]) for p in pairs if p["same_gpu"] == same_gpu]
+    if not differences:
+        return "none"
+    return f"{len(differences)} pairs, largest {max(differences):.1%}, median {sorted(differences)[len(differences) // 2]:.1%}"
 
 
 def main() -> None:
@@ -104,6 +114,8 @@ def main() -> None:
         args.out.write_text(json.dumps(data, indent=2))
         print(f"{option}: {measured['evaluations']} evaluations in {measured['minutes']:.2f} min, "
               f"{measured['per_minute']:.1f}/min, efficiency {measured['efficiency']:.2f}", flush=True)
+    print(f"same source on two devices: {spread(data['agreement'], False)}; "
+          f"on one device twice: {spread(data['agreement'], True)}")
 
 
 if __name__ == "__main__":
