@@ -96,6 +96,16 @@ class Built:
     settings: dict[str, Any]  # the numeric settings it runs under (TF32, ...)
 
 
+def make_current(device: str) -> None:
+    """The job's GPU as the current device: code that names plain "cuda" (a candidate's
+    streams and CUDA graphs, ``torch.empty(device="cuda")``) must land on it, not on GPU 0,
+    when this worker serves another GPU of the machine. "cuda" without an index already
+    is the current device (and ``set_device`` refuses it)."""
+    where = torch.device(device)
+    if where.type == "cuda" and where.index is not None:
+        torch.cuda.set_device(where)
+
+
 class Worker:
     """State the worker keeps between jobs: the reference of the last task and trusted models."""
 
@@ -130,14 +140,10 @@ class Worker:
         if request.mode not in MODES:
             reply.task_error = f"mode {request.mode!r} is not one of {', '.join(MODES)}"
             return reply
-        if request.device.startswith("cuda"):
-            # The job's GPU as the current device: code that names plain "cuda" (a
-            # candidate's streams, CUDA graphs, torch.empty(device="cuda")) must land on
-            # it, not on GPU 0, when this worker serves another GPU of the machine.
-            torch.cuda.set_device(torch.device(request.device))
         progress(f"loading the reference of {request.task.id}", "reference")
         task_file = request.task.path.read_bytes()
         try:
+            make_current(request.device)  # a device that cannot be selected fails like a broken reference
             module, reference, init_inputs = self.reference(request)
         except Exception as exc:  # the reference itself is broken: say so, run nothing
             reply.task_error = f"the reference of {request.task.id} fails: {type(exc).__name__}: {exc}"
