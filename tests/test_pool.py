@@ -86,7 +86,7 @@ def test_the_optimizer_runs_on_a_pool(tmp_path):
 def test_making_the_plain_cuda_device_or_the_cpu_current_changes_nothing():
     # A one-GPU run's jobs name "cuda", with no index: torch.cuda.set_device refuses that
     # ("Expected a torch.device with a specified index"), and it already is the current
-    # device, so no call may be made; with the call, every one-GPU evaluation failed.
+    # device, so no call may be made; with the call, every one-GPU evaluation would fail.
     from pike_bench.evaluate.job import make_current
 
     make_current("cuda")

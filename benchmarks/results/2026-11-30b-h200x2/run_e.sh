@@ -5,6 +5,8 @@
 #   1. scale-out on four quick PIKE-set tasks, budget 3, GPU 0 then GPUs 0 and 1;
 #   2. the PIKE-set sweep resumed from its record (sweep/), for what is left of the call.
 # Results packed into one file after each step.
+# Note, written after this call: the failures blamed on max-autotune above were all on
+# GPU 1, whose worker did not make its GPU current (see the README beside this file).
 set -u
 out=${1:?usage: run_e.sh OUTDIR}
 here=benchmarks/results/2026-11-30b-h200x2
