@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--format", choices=("md", "json", "html"), default="md")
     board.add_argument("--view", choices=("entries", "compare"), default="entries",
                        help="md: a row per strategy and task, or strategies side by side")
+    board.add_argument("--over", choices=("eager", "compile", "graph"), default="eager",
+                       help="the baseline of the side-by-side view's speedups (default eager)")
     board.add_argument("--out", type=Path, default=None,
                        help="folder to write leaderboard.md, .json, .html and the plots to (default: print one format)")
 
@@ -302,7 +304,7 @@ def show_leaderboard(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         raise BadInput(f"no record at {args.store}; run `pike optimize` (or pytest --pike-optimize) first") from None
     if args.format == "md":
-        print(board.to_markdown(view=args.view))
+        print(board.to_markdown(view=args.view, metric=args.over))
     elif args.format == "json":
         print(board.to_json())
     else:

@@ -60,11 +60,11 @@ from tabulate import tabulate
 
 from pike_bench.store import Store
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the graph baseline (graph_ms, speedup_graph, geomean graph)
 SCHEMA_PATH = Path(__file__).with_name("leaderboard_schema.json")
 AXES = ("queries", "dollars")
 VIEWS = ("entries", "compare")
-METRICS = ("eager", "compile")
+METRICS = ("eager", "compile", "graph")  # the baselines a speedup is over
 
 
 # -- values -------------------------------------------------------------------------------
@@ -111,8 +111,10 @@ class Entry:
     best_ms: float | None = None
     eager_ms: float | None = None
     compile_ms: float | None = None
+    graph_ms: float | None = None
     speedup_eager: Interval | None = None
     speedup_compile: Interval | None = None
+    speedup_graph: Interval | None = None
     languages: list[str] = field(default_factory=list)
     precision: str = ""
     device_name: str = ""
@@ -142,6 +144,7 @@ class Geomean:
     solved: int  # tasks with a correct candidate
     eager: float | None  # over solved tasks
     compile: float | None  # over solved tasks that have a compile speedup
+    graph: float | None  # over solved tasks that have a graph speedup (timed on GPUs only)
     eager_all_tasks: float  # over every task, an unsolved one counted 1.0x: comparable across strategies
 
 
@@ -315,8 +318,10 @@ def _fill_best(entry: Entry, best: dict, result: dict) -> None:
     entry.best_ms = best["candidate_ms"]
     entry.eager_ms = _baseline_ms(result, "eager")
     entry.compile_ms = _baseline_ms(result, "compile")
+    entry.graph_ms = _baseline_ms(result, "graph")
     entry.speedup_eager = _interval(best["speedups"].get("eager"))
     entry.speedup_compile = _interval(best["speedups"].get("compile"))
+    entry.speedup_graph = _interval(best["speedups"].get("graph"))
     entry.languages = list(result.get("languages") or [])
     entry.precision = result.get("precision") or ""
     entry.device_name = result.get("device_name") or ""
@@ -382,6 +387,7 @@ def _geomean(strategy: str, level: str | None, entries: list[Entry]) -> Geomean:
         strategy=strategy, level=level, tasks=len(entries), solved=len(solved),
         eager=geometric_mean(e.speedup_eager.value for e in solved),
         compile=geometric_mean(e.speedup_compile.value for e in solved if e.speedup_compile),
+        graph=geometric_mean(e.speedup_graph.value for e in solved if e.speedup_graph),
         eager_all_tasks=geometric_mean(e.speedup_eager.value if e.solved else 1.0 for e in entries) or 1.0,
     )
 
@@ -402,9 +408,9 @@ def _or_one(value: float | None) -> float:
 NOTE = ("speedups: stored paired speedups of the best correct candidate (median of per-round ratios); "
         "geomeans over solved tasks, 'all tasks' counts an unsolved task as 1.00x")
 ENTRY_HEADERS = ["strategy", "task", "eager ms", "compile ms", "best ms", "over eager", "over compile",
-                 "models", "queries", "dollars", "languages", "candidates"]
+                 "over graph", "models", "queries", "dollars", "languages", "candidates"]
 GEOMEAN_HEADERS = ["strategy", "level", "tasks", "solved", "geomean over eager", "geomean over compile",
-                   "over eager, all tasks"]
+                   "geomean over graph", "over eager, all tasks"]
 
 
 def _task_order(task: str) -> tuple:
@@ -428,20 +434,20 @@ def _x(value: float | None) -> str:
 
 def _entry_row(e: Entry) -> list:
     return [e.strategy, e.task, _ms(e.eager_ms), _ms(e.compile_ms), _ms(e.best_ms),
-            _x(e.speedup_eager.value if e.speedup_eager else None),
-            _x(e.speedup_compile.value if e.speedup_compile else None),
+            *(_x(_speedup_of(e, metric)) for metric in METRICS),
             ", ".join(e.models) or "-", e.queries, f"${e.dollars:.2f}", ", ".join(e.languages) or "-",
             e.candidates_evaluated]
 
 
 def _geomean_row(g: Geomean) -> list:
-    return [g.strategy, g.level or "all", g.tasks, g.solved, _x(g.eager), _x(g.compile), _x(g.eager_all_tasks)]
+    return [g.strategy, g.level or "all", g.tasks, g.solved, _x(g.eager), _x(g.compile), _x(g.graph),
+            _x(g.eager_all_tasks)]
 
 
 def _speedup_of(entry: Entry | None, metric: str) -> float | None:
     if entry is None:
         return None
-    interval = entry.speedup_eager if metric == "eager" else entry.speedup_compile
+    interval = getattr(entry, f"speedup_{metric}")
     return interval.value if interval else None
 
 
@@ -460,7 +466,7 @@ def _compare_table(board: Leaderboard, metric: str, bold: bool) -> tuple[list[st
         cells = []
         for s in strategies:
             g = board.geomean(s, level)
-            cells.append("-" if g is None else f"{_x(g.eager if metric == 'eager' else g.compile)} ({g.solved}/{g.tasks})")
+            cells.append("-" if g is None else f"{_x(getattr(g, metric))} ({g.solved}/{g.tasks})")
         footer.append([f"geomean {level or 'all'}"] + cells)
     return [f"task (over {metric})"] + strategies, rows, footer
 
@@ -527,12 +533,11 @@ def _table(table_id: str, headers: list[str], rows: list[list[str]], footer: lis
 def _entries_html(board: Leaderboard) -> str:
     rows = []
     for e in board.entries:
-        eager = e.speedup_eager.value if e.speedup_eager else None
-        compile_ = e.speedup_compile.value if e.speedup_compile else None
+        speedups = [_speedup_of(e, metric) for metric in METRICS]
         rows.append([
             _cell(e.strategy), _cell(e.task), _cell(_ms(e.eager_ms), e.eager_ms, True),
             _cell(_ms(e.compile_ms), e.compile_ms, True), _cell(_ms(e.best_ms), e.best_ms, True),
-            _cell(_x(eager), eager, True), _cell(_x(compile_), compile_, True),
+            *(_cell(_x(v), v, True) for v in speedups),
             _cell(", ".join(e.models) or "-"), _cell(e.queries, e.queries, True),
             _cell(f"${e.dollars:.2f}", e.dollars, True), _cell(", ".join(e.languages) or "-"),
             _cell(e.candidates_evaluated, e.candidates_evaluated, True),
@@ -542,7 +547,7 @@ def _entries_html(board: Leaderboard) -> str:
 
 def _geomeans_html(board: Leaderboard) -> str:
     rows = [[_cell(g.strategy), _cell(g.level or "all"), _cell(g.tasks, g.tasks, True), _cell(g.solved, g.solved, True),
-             _cell(_x(g.eager), g.eager, True), _cell(_x(g.compile), g.compile, True),
+             *(_cell(_x(getattr(g, metric)), getattr(g, metric), True) for metric in METRICS),
              _cell(_x(g.eager_all_tasks), g.eager_all_tasks, True)] for g in board.geomeans]
     return _table("geomeans", GEOMEAN_HEADERS, rows)
 

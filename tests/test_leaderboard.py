@@ -11,6 +11,7 @@ import math
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,11 @@ def timing(ms: float) -> Timing:
 
 
 def result(task: str, status: str, ms: float, eager_ms: float, compile_ms: float, over_eager: float,
-           over_compile: float, languages=("pytorch",)) -> EvalResult:
+           over_compile: float, languages=("pytorch",), graph: tuple[float, float] | None = None) -> EvalResult:
     # The speedups are chosen apart from the medians (a median of ratios is not a ratio of
-    # medians): the leaderboard must show the stored ones, not recompute them.
-    return EvalResult(
+    # medians): the leaderboard must show the stored ones, not recompute them. graph: the
+    # graph baseline's (ms, speedup over it), when it was timed.
+    evaluation = EvalResult(
         task_id=task, status=status, reason="", detail="", device="cuda", device_name="NVIDIA Test",
         torch_version="2.13.0", mode="eval", size="full", trials=5, hypothesis_seed=1, timing=timing(ms),
         languages=list(languages),
@@ -43,6 +45,10 @@ def result(task: str, status: str, ms: float, eager_ms: float, compile_ms: float
         speedups={"eager": Speedup(over_eager, over_eager * 0.98, over_eager * 1.02),
                   "compile": Speedup(over_compile, over_compile * 0.97, over_compile * 1.03)},
     )
+    if graph is not None:
+        evaluation.baselines["graph"] = ContestantResult("graph", CORRECT, timing=timing(graph[0]))
+        evaluation.speedups["graph"] = Speedup(graph[1], graph[1] * 0.99, graph[1] * 1.01)
+    return evaluation
 
 
 class Recorder:
@@ -82,7 +88,7 @@ def store_path(tmp_path_factory) -> Path:
         # pike-b, Attention: both calls first, then the candidates naming their calls.
         run = Recorder(store, "pike-b", ATTN)
         first, second = run.call(0.20), run.call(0.20)
-        run.candidate(result(ATTN, CORRECT, 5.0, 10.2, 8.0, 2.0, 1.6, languages=("cuda",)), call=first)
+        run.candidate(result(ATTN, CORRECT, 5.0, 10.2, 8.0, 2.0, 1.6, languages=("cuda",), graph=(6.1, 1.25)), call=first)
         run.candidate(result(ATTN, CORRECT, 5.5, 10.0, 8.0, 1.8, 1.45), call=second)
         # pike-o, MLP: a slow first, the best second, a suspicious one that must not count, a near miss.
         run = Recorder(store, "pike-o", MLP)
@@ -127,6 +133,7 @@ def test_entries_show_the_stored_best(board):
     attn = board.entry("pike-b", ATTN)
     assert (attn.eager_ms, attn.best_ms, attn.speedup_eager.value, attn.speedup_compile.value) == (10.2, 5.0, 2.0, 1.6)
     assert (attn.queries, attn.dollars, attn.languages) == (2, pytest.approx(0.40), ["cuda"])
+    assert (attn.graph_ms, attn.speedup_graph.value, mlp.graph_ms, mlp.speedup_graph) == (6.1, 1.25, None, None)
     # The suspicious 30x is not the best; the 1.3x is.
     o_mlp = board.entry("pike-o", MLP)
     assert (o_mlp.speedup_eager.value, o_mlp.speedup_compile.value, o_mlp.best_ms) == (1.3, 0.95, 2.3)
@@ -141,6 +148,7 @@ def test_geomeans_per_level_and_strategy(board):
     assert (b.tasks, b.solved) == (2, 2)
     assert b.eager == pytest.approx(math.sqrt(1.5 * 2.0))
     assert b.compile == pytest.approx(math.sqrt(1.1 * 1.6))
+    assert (b.graph, o.graph) == (pytest.approx(1.25), None)  # over the tasks whose graph baseline was timed
     assert b.eager_all_tasks == pytest.approx(math.sqrt(1.5 * 2.0))
     assert board.geomean("pike-b", "level3").eager == pytest.approx(1.5)
     assert board.geomean("pike-b", "level5").compile == pytest.approx(1.6)
@@ -182,6 +190,10 @@ def test_markdown_views(board):
     assert [c.strip() for c in mlp.split("|")[2:4]] == ["**1.50x**", "1.30x"]
     overall = next(line for line in lines if "geomean all" in line)
     assert [c.strip() for c in overall.split("|")[2:4]] == [f"{math.sqrt(3.0):.2f}x (2/2)", "1.30x (1/2)"]
+    graph = board.to_markdown(view="compare", metric="graph").splitlines()
+    assert [c.strip() for c in graph[0].split("|")[1:4]] == ["task (over graph)", "pike-b", "pike-o"]
+    assert [c.strip() for c in next(line for line in graph if line.startswith(f"| {ATTN}")).split("|")[2:4]] == ["**1.25x**", "-"]
+    assert "| 1.25x" in entries.splitlines()[3] and "over graph" in entries.splitlines()[0]
     with pytest.raises(ValueError):
         board.to_markdown(view="nope")
 
@@ -194,6 +206,7 @@ def test_json_follows_the_schema(board):
     jsonschema.Draft202012Validator(schema).validate(document)
     entry = next(e for e in document["entries"] if e["strategy"] == "pike-b" and e["task"] == MLP)
     assert entry["speedup_eager"]["value"] == 1.5 and entry["eager_ms"] == 3.0
+    assert (entry["graph_ms"], entry["speedup_graph"]) == (None, None)
     assert document["superseded_runs"] == []
 
 
@@ -277,3 +290,16 @@ def test_table_sorts_in_headless_chromium(board, tmp_path):
     page.write_text(board.to_html({}).replace("</body>", clicks))
     dom = headless(page, tmp_path / "profile", "--dump-dom")
     assert "<title>2.00x 1.50x 1.30x -</title>" in dom
+
+
+def test_pike_leaderboard_prints_the_chosen_baseline_and_says_when_there_is_no_record(store_path, tmp_path):
+    def pike(*args):
+        return subprocess.run([sys.executable, "-m", "pike_bench.cli", "leaderboard", *args],
+                              capture_output=True, text=True, timeout=300)
+
+    run = pike("--store", str(store_path), "--view", "compare", "--over", "graph")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0].startswith("| task (over graph)")
+    missing = pike("--store", str(tmp_path / "none.sqlite"))
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert "no record at" in missing.stderr
