@@ -90,7 +90,7 @@ def test_the_best_combination_comes_first_then_the_moves_then_the_other_combinat
 def test_moves_apply_where_the_task_has_what_they_need():
     names = {task_id: [r.meta["move"] for r in sequence(task_id)[1:-3]] for task_id in TASKS}
     assert names["2_TinyConvBN"][:4] == ["channels-last", "compile-max-autotune", "compile", "bf16-autocast"]
-    assert names["44_MiniGPTBlock"][:3] == ["sdpa", "triton-activation", "compile-max-autotune"]
+    assert names["44_MiniGPTBlock"][:4] == ["sdpa", "triton-activation", "triton-layernorm", "compile-max-autotune"]
     assert "triton-activation" in names["1_MLP"] and "triton-activation" not in names["1_TinyMLP"]  # torch.relu: no module
     assert not any("channels-last" in n or n == "sdpa" for n in names["1_MLP"] + names["1_TinyMLP"])
 
@@ -160,12 +160,15 @@ def test_efa_answers_with_the_plain_compile_or_the_parent(evaluator):
 def test_rewrites_change_the_built_model_not_the_source(tmp_path):
     reference = TASKS["44_MiniGPTBlock"].read_text()
     by_name = {r.meta["move"]: extract_code(r.text) for r in sequence("44_MiniGPTBlock")}
-    for move, part in (("sdpa", "CausalSelfAttentionSDPA"), ("triton-activation", "_PikeTritonActivation")):
+    models = {}
+    for move, part in (("sdpa", "CausalSelfAttentionSDPA"), ("triton-activation", "_PikeTritonActivation"),
+                       ("triton-layernorm", "_PikeTritonLayerNorm")):
         assert by_name[move].startswith(reference.rstrip())
         module = import_source(by_name[move], tmp_path, move.replace("-", "_"))
-        model = module.ModelNew(*module.get_init_inputs())
-        assert part in {type(m).__name__ for m in model.modules()}, move
-    assert type(model.model.mlp["act"]).__name__ == "_PikeTritonActivation"  # NewGELU, recognized on a probe
+        models[move] = module.ModelNew(*module.get_init_inputs())
+        assert part in {type(m).__name__ for m in models[move].modules()}, move
+    assert type(models["triton-activation"].model.mlp["act"]).__name__ == "_PikeTritonActivation"  # NewGELU, by a probe
+    assert type(models["triton-layernorm"].model.ln_1).__name__ == "_PikeTritonLayerNorm"
 
 
 def test_protocol_and_errors():
@@ -176,3 +179,46 @@ def test_protocol_and_errors():
     with pytest.raises(ProposerError, match="role"):
         ask(proposer, "1_TinyMLP", role="critic")
     asyncio.run(proposer.aclose())
+
+
+CHECK_LAYER_NORM = """
+import sys
+import torch
+from pike_bench.candidate import import_source
+from pike_bench.llm.offline import triton_layer_norm
+
+reference, folder = open(sys.argv[1]).read(), sys.argv[2]
+module = import_source(triton_layer_norm(reference, None, "cpu"), folder, "with_triton_layer_norm")
+torch.manual_seed(0)
+for norm, dtype in ((torch.nn.LayerNorm(48), torch.float32), (torch.nn.LayerNorm(100, bias=False), torch.float32),
+                    (torch.nn.LayerNorm(64, elementwise_affine=False), torch.float32),
+                    (torch.nn.LayerNorm(48), torch.bfloat16)):
+    with torch.no_grad():
+        for p in norm.parameters():
+            p.normal_()
+    norm = norm.to(dtype)
+    x = torch.randn(3, 5, norm.normalized_shape[0], dtype=dtype) * 3 + 1
+    want = norm(x)
+    real, torch.nn.functional.layer_norm = torch.nn.functional.layer_norm, None  # only the kernel can answer
+    got = module._PikeTritonLayerNorm(norm)(x)
+    torch.nn.functional.layer_norm = real
+    tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-5
+    torch.testing.assert_close(got, want, atol=tolerance, rtol=tolerance)
+strided = torch.randn(5, 48, 3).transpose(1, 2)  # not contiguous: the original module answers
+torch.testing.assert_close(module._PikeTritonLayerNorm(torch.nn.LayerNorm(48))(strided),
+                           torch.nn.LayerNorm(48)(strided))
+print("ok")
+"""
+
+
+def test_the_triton_layer_norm_kernel_matches_torch_in_the_interpreter(tmp_path):
+    # A fresh interpreter: Triton reads TRITON_INTERPRET when it is imported.
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "check.py"
+    script.write_text(CHECK_LAYER_NORM)
+    run = subprocess.run([sys.executable, str(script), str(TASKS["44_MiniGPTBlock"]), str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "TRITON_INTERPRET": "1"})
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]

@@ -51,6 +51,7 @@ _SCORES = re.compile(
     r"(?:@|\bmatmul\(|\bbmm\()[^\n]{0,80}\.(?:transpose\(\s*(?:-2\s*,\s*-1|-1\s*,\s*-2|2\s*,\s*3|3\s*,\s*2)\s*\)|mT\b)"
 )
 _ACTIVATION = re.compile(r"\bnn\.(?:ReLU|GELU)\(|^class\s+\w*gelu\w*\s*\(", re.IGNORECASE | re.MULTILINE)
+_LAYER_NORM = re.compile(r"\bnn\.LayerNorm\(")
 
 
 def _cuda(device: str) -> bool:
@@ -74,6 +75,10 @@ def _activations(source: str) -> bool:
     return bool(_ACTIVATION.search(source)) and _has_triton()
 
 
+def _layer_norms(source: str) -> bool:
+    return bool(_LAYER_NORM.search(source)) and _has_triton()
+
+
 # --- a rewrite: which pieces ModelNew is made of, and its source ---
 
 
@@ -83,6 +88,7 @@ class Recipe:
     cudnn_benchmark: bool = False  # cuDNN picks the fastest algorithm per shape
     sdpa: bool = False  # minGPT-style attention modules get a scaled_dot_product_attention forward
     triton: bool = False  # ReLU/GELU modules become one Triton kernel each
+    triton_norm: bool = False  # LayerNorm modules become one Triton kernel each
     channels_last: bool = False  # NHWC weights and inputs
     bf16: bool = False  # bf16 autocast, floating outputs cast back
     compile: str | None = None  # torch.compile mode
@@ -91,7 +97,7 @@ class Recipe:
     def describe(self) -> str:
         parts = {
             "tf32": "TF32", "cudnn_benchmark": "cudnn.benchmark", "sdpa": "SDPA attention",
-            "triton": "Triton activations", "channels_last": "channels-last", "bf16": "bf16 autocast",
+            "triton": "Triton activations", "triton_norm": "Triton LayerNorm", "channels_last": "channels-last", "bf16": "bf16 autocast",
         }  # fmt: skip
         named = [parts[f.name] for f in fields(self) if f.name in parts and getattr(self, f.name)]
         if self.compile:
@@ -118,9 +124,14 @@ def render(reference: str, recipe: Recipe) -> str:
         # Attention the rewrite does not recognize is left to inductor's pattern matcher.
         init.append("_pike_use_sdpa(model)" if recipe.compile else
                     "if not _pike_use_sdpa(model):\n    model = _pike_torch.compile(model)")  # fmt: skip
+    if recipe.triton or recipe.triton_norm:
+        helpers.append(_TRITON_IMPORT)
     if recipe.triton:
         helpers.append(_TRITON)
         init.append("_pike_triton_activations(model)")
+    if recipe.triton_norm:
+        helpers.append(_TRITON_NORM)
+        init.append("_pike_triton_layer_norms(model)")
     if recipe.bf16:
         helpers.append(_BF16)
         init.append("model = _PikeBF16(model)")
@@ -331,10 +342,13 @@ def _pike_use_sdpa(model):
 # task's own, recognized on a probe) replaced in the built model by one Triton kernel
 # each (a single pass where a hand-written GELU launches several). It runs in Triton's
 # interpreter on the CPU (TRITON_INTERPRET=1, set by the evaluator's worker).
-_TRITON = '''
+_TRITON_IMPORT = '''
 
 import triton
 import triton.language as tl
+'''
+
+_TRITON = '''
 
 _PIKE_RELU, _PIKE_GELU, _PIKE_GELU_TANH = 0, 1, 2
 
@@ -408,6 +422,64 @@ def _pike_triton_activations(model):
 '''
 
 
+# LayerNorm modules over the last dimension replaced in the built model by one Triton
+# kernel each: a program per row reads it once, computes mean and variance in fp32 and
+# writes the normalized, scaled row. Eager LayerNorm is one kernel too, a general one;
+# whether this one is faster is the evaluator's to say (not yet timed on a GPU).
+# Anything the kernel does not cover (several normalized dims, a strided input, rows
+# longer than one block) goes to the original module.
+_TRITON_NORM = '''
+
+@triton.jit
+def _pike_layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n, eps,
+                            HAS_W: tl.constexpr, HAS_B: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < n
+    x = tl.load(x_ptr + row * n + cols, mask=mask, other=0.0).to(tl.float32)
+    mean = tl.sum(x, axis=0) / n
+    centered = tl.where(mask, x - mean, 0.0)
+    variance = tl.sum(centered * centered, axis=0) / n
+    y = centered / tl.sqrt(variance + eps)
+    if HAS_W:
+        y = y * tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+    if HAS_B:
+        y = y + tl.load(b_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(out_ptr + row * n + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+class _PikeTritonLayerNorm(_pike_torch.nn.Module):
+    def __init__(self, original):
+        super().__init__()
+        self.original = original
+
+    def forward(self, x):
+        norm = self.original
+        n = norm.normalized_shape[-1]
+        floats = (_pike_torch.float32, _pike_torch.float16, _pike_torch.bfloat16)
+        covered = (len(norm.normalized_shape) == 1 and x.dim() >= 1 and x.shape[-1] == n and n <= 65536
+                   and x.dtype in floats and x.is_contiguous() and 0 < x.numel() < 2**31)
+        if not covered:
+            return norm(x)
+        out = _pike_torch.empty_like(x)
+        weight, bias = norm.weight, norm.bias
+        _pike_layer_norm_kernel[(x.numel() // n,)](
+            x, x if weight is None else weight, x if bias is None else bias, out, n, norm.eps,
+            HAS_W=weight is not None, HAS_B=bias is not None, BLOCK=triton.next_power_of_2(n))
+        return out
+
+
+def _pike_triton_layer_norms(model):
+    """Replace the LayerNorm submodules of the built model; returns how many."""
+    swaps = [(parent, name, _PikeTritonLayerNorm(child))
+             for parent in model.modules() for name, child in parent.named_children()
+             if type(child) is _pike_torch.nn.LayerNorm]
+    for parent, name, new in swaps:
+        setattr(parent, name, new)
+    return len(swaps)
+'''
+
+
 # --- the moves ---
 # Each returns the candidate source, or None where it does not apply.
 
@@ -462,6 +534,10 @@ def triton_activation(reference: str, parent: str | None, device: str) -> str | 
     return render(reference, Recipe(triton=True)) if _activations(reference) else None
 
 
+def triton_layer_norm(reference: str, parent: str | None, device: str) -> str | None:
+    return render(reference, Recipe(triton_norm=True)) if _layer_norms(reference) else None
+
+
 class Move(NamedTuple):
     name: str
     fn: MoveFn
@@ -502,6 +578,10 @@ MOVES: tuple[Move, ...] = (
          "ReLU/GELU modules of the built model (nn.ReLU, nn.GELU, a tanh-GELU module of the task's own, "
          "recognized on a probe) as one Triton kernel each: one pass where a hand-written GELU takes several. "
          "Models with such modules; it runs in Triton's interpreter on the CPU."),
+    Move("triton-layernorm", triton_layer_norm, False,
+         "LayerNorm modules of the built model as one Triton kernel each (a program per row, statistics in "
+         "fp32); what it does not cover goes to the original module. Models with nn.LayerNorm; it runs in "
+         "Triton's interpreter on the CPU."),
     Move("compile-max-autotune", compile_max_autotune, False,
          "torch.compile, max-autotune: inductor's fusion plus a benchmarked choice of GEMM/conv kernels."),
     Move("compile-max-autotune-no-cudagraphs", compile_max_autotune_no_cudagraphs, True,
