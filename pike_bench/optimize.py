@@ -30,7 +30,7 @@ from pike_bench.search.pike_b import PikeBConfig, pike_b
 from pike_bench.search.pike_o import pike_o
 from pike_bench.search.presets import preset
 from pike_bench import solutions
-from pike_bench.store import Store
+from pike_bench.store import Store, source_hash
 from pike_bench.tasks import Task
 
 LLMS = ("auto", "anthropic", "offline", "replay")
@@ -61,6 +61,8 @@ class TaskOutcome:
     dollars: float
     candidates: int
     solution: Path | None = None  # where the best candidate was written, if it beat the stored one
+    note: str = ""  # why no solution was written, when there was a candidate
+    failed_queries: int = 0  # queries that gave no program (each is in the record with its reason)
 
 
 def choose_llm(options: OptimizeOptions) -> str:
@@ -90,30 +92,34 @@ def make_proposer(options: OptimizeOptions) -> Proposer:
     raise ValueError(f"unknown LLM backend {llm!r}; one of {', '.join(LLMS)}")
 
 
-class RecordedProposer:
-    """A proposer whose answers are kept in the store: a slot already answered in this
-    run is answered from the record, so a rerun does not pay for it again."""
+class StoreLedger:
+    """The agents' ledger in the store: a query is written down before it is sent and
+    settled when it returns; a request this run already answered is answered from the
+    record, so a rerun neither pays for it again nor counts it twice."""
 
-    def __init__(self, inner: Proposer, store: Store, run_id: int):
-        self.inner, self.store, self.run_id = inner, store, run_id
-        self.name = inner.name
+    def __init__(self, store: Store, run_id: int, proposer: Proposer):
+        self.store, self.run_id, self.proposer = store, run_id, proposer
 
-    async def propose(self, request: Request) -> Reply:
-        recorded = self.store.recorded_reply(self.run_id, request.task_id, request.slot, request)
-        if recorded is not None:
-            observe = getattr(self.inner, "observe", None)  # stateful proposers catch up
-            if observe is not None:
-                observe(request, recorded)
-            calls = [c["id"] for c in self.store.llm_calls(self.run_id, request.task_id) if c["slot"] == request.slot]
-            recorded.meta = {**recorded.meta, "llm_call_id": calls[-1] if calls else None}
-            return recorded
-        reply = await self.inner.propose(request)
-        call_id = self.store.record_llm_call(self.run_id, request.task_id, request.slot, request, reply)
-        reply.meta = {**reply.meta, "llm_call_id": call_id}  # candidates point at the query they came from
+    def recorded(self, request: Request) -> Reply | None:
+        reply = self.store.recorded_reply(self.run_id, request.task_id, request.slot, request)
+        observe = getattr(self.proposer, "observe", None)  # stateful proposers catch up
+        if reply is not None and observe is not None:
+            observe(request, reply)
         return reply
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    def open(self, request: Request, reserved: float) -> int:
+        return self.store.open_llm_call(self.run_id, request, reserved)
+
+    def close(self, call_id: int, reply: Reply) -> None:
+        self.store.close_llm_call(call_id, reply)
+        reply.meta = {**reply.meta, "llm_call_id": call_id}  # candidates point at the query they came from
+
+
+def resumed_budget(options: OptimizeOptions, store: Store, run_id: int, task_id: str) -> Budget:
+    """The task's budget, less what the record says this run already spent on it."""
+    queries, dollars = store.spent(run_id, task_id)
+    return Budget(options.budget_queries, options.budget_dollars, spent_queries=queries, spent_dollars=dollars,
+                  by_role=store.queries_by_role(run_id, task_id))
 
 
 class Optimizer:
@@ -143,18 +149,17 @@ class Optimizer:
         with Store(self.options.store_path) as store:
             run_id = store.start_run(self.run_key(task), {"task": task.id, "strategy": self.options.strategy,
                                                           "llm": choose_llm(self.options)})
-            proposer = RecordedProposer(make_proposer(self.options), store, run_id)
-            results: dict[str, EvalResult] = {}
-            fresh: set[str] = set()
+            proposer = make_proposer(self.options)
             agents = Agents(
                 proposer,
-                Budget(self.options.budget_queries, self.options.budget_dollars),
-                self._evaluator_for(task, store, run_id, results, fresh),
+                resumed_budget(self.options, store, run_id, task.id),
+                self._evaluator_for(task, store, run_id),
                 task.id,
                 task.path.read_text(),
                 device=self.evaluator.device,
+                ledger=StoreLedger(store, run_id, proposer),
             )
-            agents.on_scored = lambda scored: self._record(store, run_id, task, scored, results, fresh, agents)
+            agents.on_scored = lambda scored: self._record(store, run_id, task, scored, agents)
             try:
                 if isinstance(self.config, PikeBConfig):
                     await pike_b(agents, self.config)
@@ -163,20 +168,26 @@ class Optimizer:
             finally:
                 await proposer.aclose()
             store.finish_run(run_id)
-            return self._outcome(task, agents, results)
+            return self._outcome(task, agents)
 
-    def _evaluator_for(self, task: Task, store: Store, run_id: int, results: dict[str, EvalResult], fresh: set[str]):
+    def _evaluator_for(self, task: Task, store: Store, run_id: int):
+        """Evaluate each distinct source once: a candidate whose source was (or is being)
+        evaluated in this run takes that verdict, at no GPU time."""
+        evaluations: dict[str, asyncio.Future] = {}
+
         async def evaluate(source: str) -> Outcome:
-            recorded = store.recorded_evaluation(run_id, task.id, source)
-            if recorded:
-                result = EvalResult.from_dict(recorded)
-            else:
-                result = await self._evaluate_async(task, source)
-                fresh.add(source)  # only new evaluations go into the record
-            results[source] = result
-            eager = result.speedups.get("eager")
-            runtime = result.timing.median_ms if result.timing else None
-            return Outcome(result.status, runtime, eager.value if eager else None, result.reason, result.detail)
+            key = source_hash(source)
+            if key in evaluations:
+                return _outcome_of(await asyncio.shield(evaluations[key]), reused=True)
+            evaluations[key] = asyncio.get_running_loop().create_future()
+            try:
+                recorded = store.recorded_evaluation(run_id, task.id, source)  # a resumed run
+                result = EvalResult.from_dict(recorded) if recorded else await self._evaluate_async(task, source)
+            except BaseException:
+                evaluations.pop(key).cancel()  # whoever waits on it is being cancelled too
+                raise
+            evaluations[key].set_result(result)
+            return _outcome_of(result)
 
         return evaluate
 
@@ -197,46 +208,59 @@ class Optimizer:
             self.evaluator.interrupt()
             raise
 
-    def _record(self, store: Store, run_id: int, task: Task, scored: Scored, results, fresh, agents: Agents) -> None:
+    def _record(self, store: Store, run_id: int, task: Task, scored: Scored, agents: Agents) -> None:
+        first = store.first_evaluated(run_id, task.id, scored.source)
         candidate = store.record_candidate(
             run_id, task.id, scored.source, parent_ids=list(scored.parents), island=scored.island,
-            round=scored.round, agent=scored.agent, slot=scored.slot, llm_call_id=scored.call_id,
+            round=scored.round, agent=scored.agent, slot=scored.slot, llm_call_id=scored.call_id, same_as=first,
         )
-        if scored.source in fresh:
-            store.record_evaluation(candidate, results[scored.source])
-            fresh.discard(scored.source)
+        if not store.has_evaluation(candidate):  # else: recorded by an earlier start of this run
+            store.record_evaluation(candidate, scored.outcome.result)
         best = agents.best(1)
         best_text = f"best {best[0].outcome.speedup:.2f}x over eager" if best and best[0].outcome.speedup else "no correct candidate yet"
         budget = agents.budget
         self.progress(f"{task.id}: {budget.spent_queries} queries, ${budget.spent_dollars:.2f}, "
                       f"{len(agents.history)} candidates, {best_text}")
 
-    def _outcome(self, task: Task, agents: Agents, results: dict[str, EvalResult]) -> TaskOutcome:
+    def _outcome(self, task: Task, agents: Agents) -> TaskOutcome:
         best = agents.best(1)
         top = best[0] if best else None
-        result = results.get(top.source) if top else None
+        result = top.outcome.result if top else None
         compile_speedup = result.speedups.get("compile") if result else None
         outcome = TaskOutcome(
             task.id, top, top.outcome.speedup if top else None, compile_speedup.value if compile_speedup else None,
             agents.budget.spent_queries, agents.budget.spent_dollars, len(agents.history),
+            failed_queries=len(agents.failed_queries),
         )
-        if top is not None and result is not None and result.status == CORRECT:
-            outcome.solution = self._write_solution(task, top, result)
+        if result is not None and result.status == CORRECT:
+            outcome.solution, outcome.note = self._write_solution(task, top, result)
+        elif agents.unaffordable is not None and not agents.history:
+            outcome.note = (f"no query fits the dollar budget: one query may cost up to ${agents.unaffordable:.4f}, "
+                            f"and ${agents.budget.spent_dollars:.4f} of ${agents.budget.dollars:.4f} is spent")
         return outcome
 
-    def _write_solution(self, task: Task, best: Scored, result: EvalResult) -> Path | None:
-        """Keep the best candidate as the task's solution "best", only if it is faster than
-        eager and beats the stored one on this device."""
+    def _write_solution(self, task: Task, best: Scored, result: EvalResult) -> tuple[Path | None, str]:
+        """Keep the best candidate as the task's solution "best" when the gate would pass
+        it (its interval over eager lies above 1.0x) and it beats the stored one on this
+        device; else say why not."""
         root = self.options.solutions_dir
         stored = {s.name: s for s in solutions.for_task(root, task.id)}.get("best")
-        speedup = best.outcome.speedup or 0.0
-        if speedup <= 1.0:  # the reference itself is as fast: nothing worth keeping (or gating)
-            return None
-        if stored is not None and stored.baselines.get(result.device_name, 0.0) >= speedup:
-            return None
+        eager = result.speedups.get("eager")
+        if eager is None or eager.low <= 1.0:  # the reference itself may be as fast: nothing to keep or gate
+            shown = eager if eager is not None else "no timing"
+            return None, f"not kept: {shown} over eager is not clearly above 1.0x"
+        if stored is not None and stored.baselines.get(result.device_name, 0.0) >= eager.value:
+            return None, f"not kept: the kept solution is faster ({stored.baselines[result.device_name]:.2f}x)"
         origin = {"by": "pike optimize", "strategy": self.options.strategy, "llm": choose_llm(self.options),
                   "model": self.options.model, "efa_model": self.options.efa_model, "slot": best.slot}
-        return solutions.save(root, solutions.from_result(task, "best", best.source, result, origin))
+        return solutions.save(root, solutions.from_result(task, "best", best.source, result, origin)), ""
+
+
+def _outcome_of(result: EvalResult, reused: bool = False) -> Outcome:
+    eager = result.speedups.get("eager")
+    runtime = result.timing.median_ms if result.timing else None
+    return Outcome(result.status, runtime, eager.value if eager else None, result.reason, result.detail,
+                   result=result, reused=reused)
 
 
 def _prebuilder(evaluator: Evaluator | EvaluatorPool) -> Prebuilder | None:

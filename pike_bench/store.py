@@ -9,14 +9,19 @@ that was in flight, and rerunning the same command resumes from the record:
   slot ("r2/s5", "r2/s5/fix1") that is the same on a rerun, so a recorded reply is
   replayed instead of paid for again;
 - evaluations are looked up by (run, task, sha256 of the candidate source);
-- ``spent()`` gives the queries and dollars already recorded, where the budget resumes.
+- a query is written down (``open_llm_call``) before it is sent, at its worst-case
+  cost, and settled (``close_llm_call``) with its reply or failure: a query in flight
+  when the run was killed stays counted at its worst case (marked ``lost`` on resume),
+  as the API may have billed it;
+- ``spending()`` gives the queries and dollars already recorded, where the budget resumes.
 
     with Store("runs.sqlite") as store:
         run_id = store.start_run("pike-level3-claude", {"budget": 300})
-        reply = store.recorded_reply(run_id, task_id, slot)
+        reply = store.recorded_reply(run_id, task_id, slot, request)
         if reply is None:
+            call = store.open_llm_call(run_id, request, reserved=worst_case)
             reply = await proposer.propose(request)
-            store.record_llm_call(run_id, task_id, slot, request, reply)
+            store.close_llm_call(call, reply)
 
 All SQL of the project lives in this module.
 """
@@ -36,7 +41,7 @@ from pike_bench.llm.base import Reply, Request
 if TYPE_CHECKING:  # only the type: importing the evaluator package pulls in torch
     from pike_bench.evaluate.result import EvalResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Baselines whose speedups get their own columns, so reports can sort and filter on them
 # in SQL; every speedup is also in the result JSON.
@@ -75,7 +80,10 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     dollars       REAL NOT NULL,
     seconds       REAL NOT NULL,
     meta          TEXT NOT NULL,        -- JSON
-    created_at    REAL NOT NULL
+    created_at    REAL NOT NULL,
+    status        TEXT NOT NULL DEFAULT 'ok',  -- 'ok', 'pending' (sent, no reply yet), or a failure (llm.base)
+    reason        TEXT NOT NULL DEFAULT '',    -- one line, when status is not 'ok'
+    reserved      REAL NOT NULL DEFAULT 0      -- the worst case reserved before it was sent
 );
 CREATE INDEX IF NOT EXISTS llm_calls_by_slot ON llm_calls (run_id, task_id, slot, request_hash);
 
@@ -92,6 +100,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     slot        TEXT NOT NULL,
     llm_call_id INTEGER REFERENCES llm_calls(id),
     created_at  REAL NOT NULL,
+    same_as     INTEGER REFERENCES candidates(id),  -- same source as this earlier one: its verdict, no new evaluation
     UNIQUE (run_id, task_id, source_hash, slot)  -- also the index of the lookup by source
 );
 
@@ -108,6 +117,19 @@ CREATE TABLE IF NOT EXISTS evaluations (
 );
 CREATE INDEX IF NOT EXISTS evaluations_by_candidate ON evaluations (candidate_id);
 """
+
+# What each older schema version lacks: applied in order on opening an older file.
+_UPGRADES = {
+    2: [
+        "ALTER TABLE llm_calls ADD COLUMN status TEXT NOT NULL DEFAULT 'ok'",
+        "ALTER TABLE llm_calls ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE llm_calls ADD COLUMN reserved REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE candidates ADD COLUMN same_as INTEGER REFERENCES candidates(id)",
+    ],
+}
+
+# Queries that have no reply to replay: sent and never answered.
+_UNANSWERED = ("pending", "lost")
 
 # The latest evaluation of each candidate: a candidate evaluated again is judged by its newest result.
 _LATEST_EVALUATION = "e.id = (SELECT MAX(id) FROM evaluations WHERE candidate_id = c.id)"
@@ -170,6 +192,9 @@ class Store:
             )
         if found == SCHEMA_VERSION:
             return
+        if found is not None:
+            self._upgrade(found)
+            return
         # A new file: the schema and its version in one transaction, so two processes that
         # open the same new file at once both find it whole. (executescript cannot run
         # inside _transaction(): it commits whatever is pending first.)
@@ -184,6 +209,15 @@ class Store:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    def _upgrade(self, found: int) -> None:
+        with self._transaction() as db:
+            if db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] != found:
+                return  # another process upgraded it meanwhile
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                for statement in _UPGRADES[version]:
+                    db.execute(statement)
+            db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     def _schema_version(self) -> int | None:
         exists = self._db.execute(
@@ -230,6 +264,12 @@ class Store:
             db.execute(
                 "UPDATE runs SET starts = starts + 1, resumed_at = ?, finished_at = NULL WHERE id = ?", (now, row["id"])
             )
+            # Queries the last start sent and never heard back from: they stay counted at
+            # their worst case (the API may have billed them) and are not replayed.
+            db.execute(
+                "UPDATE llm_calls SET status = 'lost', reason = 'the run ended before its reply came back"
+                " (counted at its worst case)' WHERE run_id = ? AND status = 'pending'", (row["id"],)
+            )
             return row["id"]
 
     def finish_run(self, run_id: int) -> None:
@@ -263,14 +303,40 @@ class Store:
                 return same["id"]
             return db.execute(
                 "INSERT INTO llm_calls (run_id, task_id, slot, role, request_model, request_hash, system, prompt,"
-                " max_tokens, reply_text, reply_model, input_tokens, output_tokens, dollars, seconds, meta, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " max_tokens, reply_text, reply_model, input_tokens, output_tokens, dollars, seconds, meta, created_at,"
+                " status, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id, task_id, slot, request.role, request.model, asked, request.system, request.prompt,
                     request.max_tokens, reply.text, reply.model, reply.input_tokens, reply.output_tokens,
-                    reply.dollars, reply.seconds, _to_json(reply.meta), time.time(),
+                    reply.dollars, reply.seconds, _to_json(reply.meta), time.time(), reply.status, reply.reason,
                 ),
             ).lastrowid
+
+    def open_llm_call(self, run_id: int, request: Request, reserved: float) -> int:
+        """A query about to be sent, written down first: until close_llm_call it counts at
+        `reserved` dollars (its worst case), so a run killed meanwhile still counts it."""
+        with self._lock:
+            return self._db.execute(
+                "INSERT INTO llm_calls (run_id, task_id, slot, role, request_model, request_hash, system, prompt,"
+                " max_tokens, reply_text, reply_model, input_tokens, output_tokens, dollars, seconds, meta, created_at,"
+                " status, reserved) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', 0, 0, ?, 0, '{}', ?, 'pending', ?)",
+                (
+                    run_id, request.task_id, request.slot, request.role, request.model, request_hash(request),
+                    request.system, request.prompt, request.max_tokens, reserved, time.time(), reserved,
+                ),
+            ).lastrowid
+
+    def close_llm_call(self, call_id: int, reply: Reply) -> None:
+        """The query's reply or failure, and the dollars it really cost."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE llm_calls SET reply_text = ?, reply_model = ?, input_tokens = ?, output_tokens = ?,"
+                " dollars = ?, seconds = ?, meta = ?, status = ?, reason = ? WHERE id = ?",
+                (
+                    reply.text, reply.model, reply.input_tokens, reply.output_tokens, reply.dollars, reply.seconds,
+                    _to_json(reply.meta), reply.status, reply.reason, call_id,
+                ),
+            )
 
     def recorded_reply(self, run_id: int, task_id: str, slot: str, request: Request) -> Reply | None:
         """The reply recorded for this slot, if it answered this very request; else None.
@@ -283,8 +349,9 @@ class Store:
         hide the change. So a mismatch returns None and the caller pays for a fresh reply.
         """
         rows = self._read(
-            "SELECT reply_text, reply_model, input_tokens, output_tokens, dollars, seconds, meta FROM llm_calls"
-            " WHERE run_id = ? AND task_id = ? AND slot = ? AND request_hash = ? ORDER BY id DESC LIMIT 1",
+            "SELECT id, reply_text, reply_model, input_tokens, output_tokens, dollars, seconds, meta, status, reason"
+            " FROM llm_calls WHERE run_id = ? AND task_id = ? AND slot = ? AND request_hash = ?"
+            f" AND status NOT IN {_UNANSWERED} ORDER BY id DESC LIMIT 1",
             (run_id, task_id, slot, request_hash(request)),
         )
         if not rows:
@@ -297,16 +364,25 @@ class Store:
             output_tokens=row["output_tokens"],
             dollars=row["dollars"],
             seconds=row["seconds"],
-            meta=json.loads(row["meta"]),
+            meta={**json.loads(row["meta"]), "llm_call_id": row["id"]},
+            status=row["status"],
+            reason=row["reason"],
         )
 
     def spent(self, run_id: int, task_id: str) -> tuple[int, float]:
-        """LLM queries and dollars recorded for the task in this run: where a resumed budget starts."""
+        """LLM queries and dollars recorded for the task in this run (a query still in flight,
+        or lost with a killed run, at its worst case): where a resumed budget starts."""
         count, dollars = self._read(
             "SELECT COUNT(*), COALESCE(SUM(dollars), 0.0) FROM llm_calls WHERE run_id = ? AND task_id = ?",
             (run_id, task_id),
         )[0]
         return count, dollars
+
+    def queries_by_role(self, run_id: int, task_id: str) -> dict[str, int]:
+        rows = self._read(
+            "SELECT role, COUNT(*) AS n FROM llm_calls WHERE run_id = ? AND task_id = ? GROUP BY role", (run_id, task_id)
+        )
+        return {row["role"]: row["n"] for row in rows}
 
     def llm_calls(self, run_id: int, task_id: str) -> list[dict]:
         rows = self._read("SELECT * FROM llm_calls WHERE run_id = ? AND task_id = ? ORDER BY id", (run_id, task_id))
@@ -326,6 +402,7 @@ class Store:
         agent: str,
         slot: str,
         llm_call_id: int | None,
+        same_as: int | None = None,
     ) -> int:
         """Record a candidate; the same source from the same slot again returns the existing id."""
         digest = source_hash(source)
@@ -338,10 +415,10 @@ class Store:
                 return same["id"]
             return db.execute(
                 "INSERT INTO candidates (run_id, task_id, source, source_hash, parent_ids, island, round, agent, slot,"
-                " llm_call_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " llm_call_id, created_at, same_as) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id, task_id, source, digest, _to_json(list(parent_ids)), island, round, agent, slot,
-                    llm_call_id, time.time(),
+                    llm_call_id, time.time(), same_as,
                 ),
             ).lastrowid
 
@@ -372,6 +449,18 @@ class Store:
             (run_id, task_id, source_hash(source)),
         )
         return json.loads(rows[0]["result"]) if rows else None
+
+    def first_evaluated(self, run_id: int, task_id: str, source: str) -> int | None:
+        """The earliest candidate of this run with this source that has an evaluation."""
+        rows = self._read(
+            "SELECT c.id FROM candidates c WHERE c.run_id = ? AND c.task_id = ? AND c.source_hash = ?"
+            " AND EXISTS (SELECT 1 FROM evaluations e WHERE e.candidate_id = c.id) ORDER BY c.id LIMIT 1",
+            (run_id, task_id, source_hash(source)),
+        )
+        return rows[0]["id"] if rows else None
+
+    def has_evaluation(self, candidate_id: int) -> bool:
+        return bool(self._read("SELECT 1 FROM evaluations WHERE candidate_id = ? LIMIT 1", (candidate_id,)))
 
     def best(self, run_id: int, task_id: str) -> dict | None:
         """The fastest correct candidate: id, source, slot, agent, candidate_ms, speedups.

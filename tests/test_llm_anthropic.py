@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from anthropic._data import DEPRECATED_MODELS  # noqa: E402  (the SDK's own list
 
 from pike_bench.candidate import NoCodeError, extract_code  # noqa: E402
 from pike_bench.llm.anthropic_backend import DEFAULT_MODELS, AnthropicProposer  # noqa: E402
-from pike_bench.llm.base import Proposer, ProposerError, Request  # noqa: E402
+from pike_bench.llm.base import MAX_TOKENS, Proposer, ProposerError, Request, RunStopped  # noqa: E402
 from pike_bench.llm.prices import DEFAULT_PRICES, Price, cost, load_prices  # noqa: E402
 
 CODE = "import torch\n\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n        return x * 2\n"
@@ -69,6 +70,7 @@ class Scripted:
     body: object = None  # a dict is sent as JSON; None: a plain successful message
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
+    drop: bool = False  # close the connection without answering
 
 
 class FakeMessagesAPI:
@@ -112,6 +114,9 @@ def handler_for(api: FakeMessagesAPI) -> type[BaseHTTPRequestHandler]:
                 time.sleep(answer.delay)
             finally:
                 api.leave()
+            if answer.drop:
+                self.close_connection = True
+                return
             reply = answer.body if answer.body is not None else message("Hello", model=body.get("model", ""))
             self._send(answer.status, reply, answer.headers)
 
@@ -119,7 +124,8 @@ def handler_for(api: FakeMessagesAPI) -> type[BaseHTTPRequestHandler]:
             data = json.dumps(body).encode() if not isinstance(body, (bytes, str)) else str(body).encode()
             try:
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                if "content-type" not in headers:
+                    self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.send_header("request-id", "req_test")
                 for key, value in headers.items():
@@ -252,7 +258,7 @@ def test_reply_with_code(api):
     sent = api.requests[0]
     assert "sk-test-dummy" in sent["headers"].get("x-api-key", "") + sent["headers"].get("authorization", "")
     assert sent["body"]["model"] == "claude-sonnet-5-5"
-    assert sent["body"]["max_tokens"] == 16000
+    assert sent["body"]["max_tokens"] == MAX_TOKENS["optimizer"]
     assert sent["body"]["system"] == "You write fast PyTorch."
     assert sent["body"]["messages"] == [{"role": "user", "content": "Make it faster."}]
 
@@ -292,36 +298,84 @@ def test_overloaded_is_retried(api):
     assert len(api.requests) == 2
 
 
-def test_overloaded_beyond_retries_fails_in_one_line(api):
+def test_overloaded_beyond_retries_is_a_failed_query_in_one_line(api):
     api.script(*[Scripted(status=529, body=OVERLOADED, headers=FAST_RETRY)] * 3)
-    with pytest.raises(ProposerError, match=r"overloaded \(529, after 3 attempts\)") as caught:
-        ask(AnthropicProposer(max_retries=2), request())
+    [reply] = ask(AnthropicProposer(max_retries=2), request())
+    assert (reply.status, reply.dollars, reply.text) == ("server_error", 0.0, "")
+    assert re.search(r"overloaded \(529, after 3 attempts\)", reply.reason)
     assert len(api.requests) == 3
-    assert api.url in str(caught.value) and "\n" not in str(caught.value)
+    assert api.url in reply.reason and "\n" not in reply.reason
 
 
-def test_timeout(api):
+def test_timeout_counts_at_its_worst_case(api):
     api.script(Scripted(delay=2.0))
+    proposer = AnthropicProposer(max_retries=0, timeout=0.5)
     started = time.perf_counter()
-    with pytest.raises(ProposerError, match=r"within the 0.5 s timeout.*raise the timeout"):
-        ask(AnthropicProposer(max_retries=0, timeout=0.5), request())
+    [reply] = ask(proposer, request())
     assert time.perf_counter() - started < 1.5
+    assert reply.status == "timeout" and re.search(r"within the 0.5 s timeout.*raise the timeout", reply.reason)
+    assert reply.dollars == proposer.worst_case(request()) > 0  # the API may have billed it
 
 
-def test_rejected_key_is_not_retried(api):
-    body = {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
-    api.script(Scripted(status=401, body=body))
-    with pytest.raises(ProposerError, match=f"ANTHROPIC_API_KEY is not accepted by {api.url}: check the key"):
+@pytest.mark.parametrize("status, kind, message, says", [
+    (401, "authentication_error", "invalid x-api-key", "ANTHROPIC_API_KEY is not accepted by {url}: set a valid key"),
+    (403, "permission_error", "no access to this model", "the key may not use claude-sonnet-5-5 .*--pike-model"),
+    (404, "not_found_error", "model: claude-sonnet-5-5", "does not know model 'claude-sonnet-5-5': .*--pike-model"),
+])
+def test_a_key_or_model_the_api_refuses_stops_the_run_at_once(api, status, kind, message, says):
+    api.script(Scripted(status=status, body={"type": "error", "error": {"type": kind, "message": message}}))
+    with pytest.raises(RunStopped, match=says.format(url=re.escape(api.url))) as caught:
         ask(AnthropicProposer(max_retries=2), request())
-    assert len(api.requests) == 1
+    assert len(api.requests) == 1  # not retried
+    assert "\n" not in str(caught.value)
 
 
-def test_unreachable_server(api):
+def test_unreachable_server_is_a_failed_query_that_cost_nothing(api):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(ProposerError, match="cannot reach .*ANTHROPIC_BASE_URL"):
-        ask(AnthropicProposer(max_retries=0, base_url=f"http://127.0.0.1:{port}"), request())
+    [reply] = ask(AnthropicProposer(max_retries=0, base_url=f"http://127.0.0.1:{port}"), request())
+    assert (reply.status, reply.dollars) == ("connection", 0.0)
+    assert re.search("cannot reach .*ANTHROPIC_BASE_URL", reply.reason)
+
+
+@pytest.mark.parametrize("answer, status, says", [
+    (Scripted(body="{not json"), "bad_reply", "a body that is not JSON"),
+    (Scripted(body="<html><body>Service unavailable</body></html>", headers={"content-type": "text/html"}),
+     "bad_reply", "not a message: <html>"),
+    (Scripted(status=502, body="<html>Bad gateway</html>", headers={"content-type": "text/html"}),
+     "server_error", "failed with 502"),
+    (Scripted(status=400, body={"type": "error", "error": {
+        "type": "invalid_request_error", "message": "prompt is too long: 210000 tokens > 200000 maximum"}}),
+     "prompt_too_long", "prompt is too long"),
+    (Scripted(status=429, body=RATE_LIMITED, headers=FAST_RETRY), "rate_limited", "rate limited"),
+    (Scripted(drop=True), "connection", "cannot reach"),  # dropped after the request was read
+])
+def test_a_bad_answer_is_a_failed_query_with_one_line(api, answer, status, says):
+    api.script(answer)  # max_retries=0: the SDK's retries are tested above
+    proposer = AnthropicProposer(max_retries=0, timeout=2.0)
+    [reply] = ask(proposer, request())
+    assert reply.status == status and says in reply.reason and "\n" not in reply.reason
+    assert reply.text == ""
+    # Only an answer that may have been billed (a 200 with an unreadable body, a reply
+    # that never arrived) counts, at its worst case; error statuses are not billed.
+    billed = status in ("bad_reply", "connection")
+    assert reply.dollars == (proposer.worst_case(request()) if billed else 0.0)
+
+
+def test_the_worst_case_bounds_the_real_cost(api):
+    proposer = AnthropicProposer()
+    asked = Request(role="optimizer", system="You write fast PyTorch.", prompt="é" * 3000 + "make it fast",
+                    max_tokens=500)
+    bound = proposer.worst_case(asked)
+    # The most the API could bill: more input tokens than the prompt has bytes cannot be.
+    tokens_in = len(asked.prompt.encode()) + len(asked.system.encode())
+    api.script(Scripted(body=message(f"```python\n{CODE}```", input_tokens=tokens_in, output_tokens=500)))
+    [reply] = ask(proposer, asked)
+    assert 0 < reply.dollars <= bound
+    assert bound == pytest.approx(((tokens_in + 64) * 2.0 + 500 * 10.0) / 1e6)
+    # An unpriced model has no bound: a dollar budget never sends it.
+    assert AnthropicProposer(models={"optimizer": "claude-unpriced"}).worst_case(request()) == float("inf")
 
 
 def test_missing_key_fails_at_construction(api, monkeypatch):

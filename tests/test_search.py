@@ -19,9 +19,13 @@ class ScriptedProposer:
 
     name = "scripted"
 
-    def __init__(self, broken_every=0, dollars=0.0):
+    def __init__(self, broken_every=0, dollars=0.0, bound=None):
         self.requests: list[Request] = []
         self.broken_every, self.dollars = broken_every, dollars
+        self.bound = dollars if bound is None else bound
+
+    def worst_case(self, request: Request) -> float:
+        return self.bound
 
     async def propose(self, request: Request) -> Reply:
         self.requests.append(request)
@@ -58,12 +62,34 @@ def test_pike_b_stops_exactly_at_the_query_budget(queries):
 
 
 def test_dollar_budget_is_never_exceeded_even_with_requests_in_flight():
-    proposer = ScriptedProposer(dollars=0.3)
+    proposer = ScriptedProposer(dollars=0.3)  # its worst case is exact here
     agents = agents_for(proposer, Budget(dollars=2.0))
-    agents.worst_case = lambda request: 0.3  # an exact upper bound here
     asyncio.run(pike_b(agents, PikeBConfig(per_round=8, iba=False)))
     assert agents.budget.spent_dollars <= 2.0
     assert len(proposer.requests) == 6
+
+
+def test_a_query_reserves_its_worst_case_and_settles_at_the_real_cost():
+    class Slow(ScriptedProposer):
+        in_flight = most_in_flight = 0
+
+        async def propose(self, request):
+            Slow.in_flight += 1
+            Slow.most_in_flight = max(Slow.most_in_flight, Slow.in_flight)
+            await asyncio.sleep(0.01)  # every branch of a round reserves before any reply is in
+            Slow.in_flight -= 1
+            return await super().propose(request)
+
+    # Each query may cost up to $0.50 and costs $0.125. Of a round of 8 only 2 fit the
+    # $1 budget at their worst case; after them $0.25 is spent, so one more fits at a
+    # time, until $0.625 is spent and no worst case fits.
+    proposer = Slow(dollars=0.125, bound=0.5)
+    agents = agents_for(proposer, Budget(dollars=1.0))
+    asyncio.run(pike_b(agents, PikeBConfig(per_round=8, iba=False)))
+    assert Slow.most_in_flight == 2
+    assert len(proposer.requests) == 5
+    assert agents.budget.spent_dollars == 0.625 and agents.budget.reserved_dollars == 0.0
+    assert agents.unaffordable == 0.5
 
 
 def test_pike_b_seeds_each_round_with_the_top_k_by_runtime_and_fixes_failures():
@@ -125,16 +151,22 @@ def test_every_preset_is_a_valid_config():
         preset("pike-x")
 
 
-def test_a_reply_without_code_is_a_build_error_and_the_search_goes_on():
+def test_a_reply_without_code_is_a_failed_query_and_the_search_goes_on():
     class Chatty(ScriptedProposer):
-        async def propose(self, request):
-            self.requests.append(request)
-            return Reply("I would use a CUDA graph here.", "m")
+        async def propose(self, request):  # every other reply is talk without a program
+            if len(self.requests) % 2 == 0:
+                self.requests.append(request)
+                return Reply("I would use a CUDA graph here.", "m")
+            return await super().propose(request)
 
-    agents = agents_for(Chatty(), Budget(queries=3))
-    asyncio.run(pike_b(agents, PikeBConfig(per_round=3, iba=False, fix_attempts=0)))
-    assert [s.outcome.status for s in agents.history] == ["build_error"] * 3
-    assert "no ```python code block" in agents.history[0].outcome.reason
+    proposer = Chatty()
+    agents = agents_for(proposer, Budget(queries=6))
+    asyncio.run(pike_b(agents, PikeBConfig(per_round=3, iba=False, fix_attempts=1)))
+    assert len(proposer.requests) == 6
+    assert [r.status for r in agents.failed_queries] == ["no_code"] * 3
+    assert "no ```python code block" in agents.failed_queries[0].reason
+    assert len(agents.history) == 3 and all(s.correct for s in agents.history)
+    assert not [r for r in proposer.requests if r.role == "efa"]  # nothing to fix in a reply without a program
 
 
 def test_replay_answers_by_slot_then_in_order(tmp_path):

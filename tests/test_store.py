@@ -1,7 +1,9 @@
 """The run store: what is recorded reads back, and an interrupted run resumes without paying twice."""
 
 import asyncio
+import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -23,7 +25,7 @@ from pike_bench.evaluate.result import (
     Timing,
 )
 from pike_bench.llm.base import Reply, Request
-from pike_bench.store import Store, StoreError
+from pike_bench.store import SCHEMA_VERSION, Store, StoreError
 
 TASK = "level0/1_TinyMLP"
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +67,14 @@ def path(tmp_path) -> Path:
     return tmp_path / "runs.sqlite"
 
 
+def without_id(reply):
+    """A replayed reply names its recorded call (meta llm_call_id); the rest is as recorded."""
+    if reply is None:
+        return None
+    assert isinstance(reply.meta.pop("llm_call_id"), int)
+    return reply
+
+
 def record_call(store: Store, run_id: int, slot: str, dollars: float = 0.25) -> int:
     return store.record_llm_call(run_id, TASK, slot, request_for(slot), reply_for(slot, dollars))
 
@@ -81,7 +91,7 @@ def test_records_and_reads_back(path):
     with Store(path) as store:
         run_id = store.start_run("run-a", {"budget": 10, "model": "claude-test"})
         call = record_call(store, run_id, "r0/s0")
-        assert store.recorded_reply(run_id, TASK, "r0/s0", request_for("r0/s0")) == reply_for("r0/s0")
+        assert without_id(store.recorded_reply(run_id, TASK, "r0/s0", request_for("r0/s0"))) == reply_for("r0/s0")
 
         [row] = store.llm_calls(run_id, TASK)
         assert (row["id"], row["slot"], row["role"], row["prompt"]) == (call, "r0/s0", "optimizer", "Make it faster (r0/s0).")
@@ -152,7 +162,7 @@ def test_resume_after_close_without_finish(path):
         assert store.start_run("run-a", {"budget": 10}) == run_id
         assert store.run(run_id)["starts"] == 2 and store.run(run_id)["resumed_at"] is not None
         for slot in ("r0/s0", "r0/s1", "r0/s1/fix1"):
-            assert store.recorded_reply(run_id, TASK, slot, request_for(slot)) == reply_for(slot, dollars=0.5)
+            assert without_id(store.recorded_reply(run_id, TASK, slot, request_for(slot))) == reply_for(slot, dollars=0.5)
         assert store.recorded_reply(run_id, TASK, "r0/s2", request_for("r0/s2")) is None
         assert store.spent(run_id, TASK) == (3, 1.5)
         assert store.recorded_evaluation(run_id, TASK, "source one")["speedups"]["eager"]["value"] == 1.5
@@ -180,7 +190,7 @@ def test_resume_after_the_process_is_killed(path):
         assert recorded[: len(printed)] == printed and len(recorded) - len(printed) <= 1
         assert recorded == [f"r0/s{i}" for i in range(len(recorded))]
         for slot in recorded:
-            assert store.recorded_reply(run_id, TASK, slot, request_for(slot)) == reply_for(slot)
+            assert without_id(store.recorded_reply(run_id, TASK, slot, request_for(slot))) == reply_for(slot)
         after = f"r0/s{len(recorded)}"
         assert store.recorded_reply(run_id, TASK, after, request_for(after)) is None
         assert store.spent(run_id, TASK) == (len(recorded), 0.25 * len(recorded))
@@ -215,8 +225,8 @@ def test_a_changed_request_for_a_recorded_slot_is_not_replayed(path, change):
         # The caller pays again: both answers are on record and both were spent.
         fresh = replace(reply_for("r0/s0"), text="a fresh answer")
         store.record_llm_call(run_id, TASK, "r0/s0", changed, fresh)
-        assert store.recorded_reply(run_id, TASK, "r0/s0", changed) == fresh
-        assert store.recorded_reply(run_id, TASK, "r0/s0", request_for("r0/s0")) == reply_for("r0/s0")
+        assert without_id(store.recorded_reply(run_id, TASK, "r0/s0", changed)) == fresh
+        assert without_id(store.recorded_reply(run_id, TASK, "r0/s0", request_for("r0/s0"))) == reply_for("r0/s0")
         assert store.spent(run_id, TASK) == (2, 0.5)
 
 
@@ -224,7 +234,7 @@ def test_a_request_with_another_token_limit_is_still_replayed(path):
     with Store(path) as store:
         run_id = store.start_run("run-a", {})
         record_call(store, run_id, "r0/s0")
-        assert store.recorded_reply(run_id, TASK, "r0/s0", request_for("r0/s0", max_tokens=100)) == reply_for("r0/s0")
+        assert without_id(store.recorded_reply(run_id, TASK, "r0/s0", request_for("r0/s0", max_tokens=100))) == reply_for("r0/s0")
 
 
 def test_finish_then_start_again(path):
@@ -317,4 +327,23 @@ def test_opening_again_keeps_one_schema_version(path):
         run_id = store.start_run("run-a", {})
         assert store.spent(run_id, TASK) == (0, 0.0)
     with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_a_record_of_the_first_schema_is_upgraded_in_place(tmp_path):
+    # A sweep record committed by an earlier release (schema 1: no query statuses).
+    old = Path(__file__).parent.parent / "benchmarks/results/2026-11-30b-h200x2/sweep/runs.sqlite"
+    path = tmp_path / "runs.sqlite"
+    shutil.copy(old, path)
+    with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        calls = db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
+    with Store(path) as store:
+        run = store._read("SELECT id, config FROM runs ORDER BY id LIMIT 1")[0]
+        task = json.loads(run["config"])["task"]
+        rows = store.llm_calls(run["id"], task)
+        assert rows and {row["status"] for row in rows} == {"ok"}
+        assert store.spent(run["id"], task)[0] == len(rows)
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        assert db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0] == calls

@@ -4,7 +4,9 @@ The SDK does the network work: it reads ``ANTHROPIC_API_KEY`` (or its other cred
 sources) and ``ANTHROPIC_BASE_URL``, and retries 408/409/429/5xx/529 and dropped
 connections itself, waiting as long as the server's ``retry-after`` asks. This module
 adds what a search run needs on top: a cap on requests in flight, a model per role,
-dollars per reply, and one readable line when a request fails for good.
+dollars per reply and the most a request can cost, and a failed query turned into a
+Reply with a status and one readable line, so the search goes on. Only what no later
+query can survive (a refused key, a model the key cannot use) stops the run.
 
 anthropic is imported here only, so the rest of pike_bench imports without it.
 """
@@ -16,8 +18,11 @@ import time
 
 import anthropic
 
-from pike_bench.llm.base import ProposerError, Reply, Request
+from pike_bench.llm.base import ProposerError, Reply, Request, RunStopped, failed
 from pike_bench.llm.prices import Price, cost, load_prices
+
+# Tokens the API adds around a prompt (role markers, the system block): a generous bound.
+MESSAGE_OVERHEAD_TOKENS = 64
 
 # Sonnet for the agents that write kernels (quality per dollar), Haiku for the error
 # fixer, which PIKE calls often on small, local repairs. Both are current models the
@@ -61,6 +66,17 @@ class AnthropicProposer:
             raise ProposerError(f"no model for role {request.role!r}: pass models={{{request.role!r}: ...}}")
         return model
 
+    def worst_case(self, request: Request) -> float:
+        """The most this request can cost: every prompt byte a token (no token is shorter
+        than a byte) at the input rate, and all of max_tokens at the output rate, of the
+        model that will answer it. An unpriced model has no bound (inf)."""
+        price = self.prices.get(self.model_for(request))
+        if price is None:
+            return float("inf")
+        tokens_in = prompt_tokens_bound(request)
+        input_rate, output_rate = price.rates(tokens_in)
+        return (tokens_in * input_rate + request.max_tokens * output_rate) / 1_000_000
+
     async def propose(self, request: Request) -> Reply:
         model = self.model_for(request)
         async with self._slots:
@@ -72,12 +88,23 @@ class AnthropicProposer:
                     system=request.system,
                     messages=[{"role": "user", "content": request.prompt}],
                 )
+            except (anthropic.AuthenticationError, anthropic.PermissionDeniedError, anthropic.NotFoundError) as error:
+                raise RunStopped(self._explain(error, model)) from error
             except anthropic.AnthropicError as error:
-                raise ProposerError(self._explain(error, model)) from error
+                return self._failure(error, request, model)
+            except ValueError as error:  # a 200 whose body is not JSON: the SDK's json.loads fails
+                return failed("bad_reply", _one_line(f"{self.base_url} answered with a body that is not JSON ({error})"),
+                              model, self.worst_case(request))
             seconds = time.perf_counter() - started
-        return self._reply(message, model, seconds)
+        return self._reply(message, model, seconds, request)
 
-    def _reply(self, message, requested: str, seconds: float) -> Reply:
+    def _reply(self, message, requested: str, seconds: float, request: Request) -> Reply:
+        if not isinstance(message, anthropic.types.Message) or message.usage is None or message.content is None:
+            # An HTML page or another body served with status 200: no usage to bill by, so
+            # it is counted at its worst case (it may have been billed).
+            shown = _one_line(str(message), 80)
+            return failed("bad_reply", f"{self.base_url} answered with something that is not a message: {shown}",
+                          requested, self.worst_case(request))
         # Price by the model that answered (the API may name a dated snapshot of an alias),
         # falling back to the name we asked for when only that one has a price.
         model = message.model or requested
@@ -93,11 +120,35 @@ class AnthropicProposer:
             meta={"id": message.id, "stop_reason": message.stop_reason},
         )
 
+    def _failure(self, error: anthropic.AnthropicError, request: Request, model: str) -> Reply:
+        """A query that failed after the SDK's retries, as a Reply the search can pass over."""
+        reason = self._explain(error, model)
+        if isinstance(error, anthropic.BadRequestError):
+            long = "too long" in str(error.message).lower() or "too many tokens" in str(error.message).lower()
+            return failed("prompt_too_long" if long else "rejected", reason, model)
+        if isinstance(error, anthropic.RateLimitError):
+            return failed("rate_limited", reason, model)
+        if isinstance(error, anthropic.APIStatusError):
+            return failed("server_error" if error.status_code >= 500 else "rejected", reason, model)
+        if isinstance(error, anthropic.APITimeoutError):
+            # The API may have answered (and billed) after we stopped listening.
+            return failed("timeout", reason, model, self.worst_case(request))
+        if isinstance(error, anthropic.APIConnectionError):
+            # Refused: nothing reached the API. (The SDK's HTTP library is httpx, or httpx2 in
+            # newer releases; the name of the cause's class is the same in both.)
+            never_sent = type(error.__cause__).__name__ == "ConnectError"
+            return failed("connection", reason, model, 0.0 if never_sent else self.worst_case(request))
+        return failed("bad_reply", reason, model, self.worst_case(request))
+
     def _explain(self, error: anthropic.AnthropicError, model: str) -> str:
         return _one_line(_explanation(error, model, self.base_url, self.max_retries, self.timeout))
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def prompt_tokens_bound(request: Request) -> int:
+    return len(request.system.encode("utf-8")) + len(request.prompt.encode("utf-8")) + MESSAGE_OVERHEAD_TOKENS
 
 
 def _client(base_url: str | None, max_retries: int, timeout: float) -> anthropic.AsyncAnthropic:
@@ -132,11 +183,11 @@ def _explanation(error: anthropic.AnthropicError, model: str, base: str, retries
 def _status_explanation(error: anthropic.APIStatusError, model: str, base: str, tries: str) -> str:
     status, detail = error.status_code, error.api_message or error.message
     if isinstance(error, anthropic.AuthenticationError):
-        return f"ANTHROPIC_API_KEY is not accepted by {base}: check the key ({detail})"
+        return f"ANTHROPIC_API_KEY is not accepted by {base}: set a valid key ({detail})"
     if isinstance(error, anthropic.PermissionDeniedError):
-        return f"the key may not use {model} at {base}: pick another model or check the account ({detail})"
+        return f"the key may not use {model} at {base}: choose another with --pike-model / --pike-efa-model ({detail})"
     if isinstance(error, anthropic.NotFoundError):
-        return f"{base} does not know model {model!r}: check the model name ({detail})"
+        return f"{base} does not know model {model!r}: choose another with --pike-model / --pike-efa-model ({detail})"
     if isinstance(error, anthropic.RateLimitError):
         return f"rate limited by {base} ({tries}): lower the concurrency or wait ({detail})"
     if status == 529:

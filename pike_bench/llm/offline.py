@@ -725,6 +725,9 @@ class OfflineProposer:
         key = (request.task_id, request.role)
         self._counts[key] = self._counts.get(key, 0) + 1
 
+    def worst_case(self, request: Request) -> float:
+        return 0.0  # no LLM, no cost
+
     async def aclose(self) -> None:
         return None
 

@@ -50,6 +50,10 @@ class ReplayProposer:
             dollars=record.get("dollars", 0.0),
         )
 
+    def worst_case(self, request: Request) -> float:
+        """The dearest recorded reply: a replayed run keeps to a dollar budget as the original did."""
+        return max((float(r.get("dollars", 0.0)) for queue in self._in_order.values() for r in queue), default=0.0)
+
     async def aclose(self) -> None:
         pass
 

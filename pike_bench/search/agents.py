@@ -10,23 +10,39 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from pike_bench.candidate import NoCodeError, extract_code
 from pike_bench.llm import prompts
-from pike_bench.llm.base import Proposer, ProposerError, Reply, Request
+from pike_bench.llm.base import MAX_TOKENS, Proposer, Reply, Request, RunStopped
 from pike_bench.search.budget import Budget
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the evaluator said of one source."""
+    """What the evaluator said of one source (or, with no source, what became of the query)."""
 
     status: str
     runtime_ms: float | None = None
     speedup: float | None = None  # over eager
     reason: str = ""
     detail: str = ""
+    result: Any = None  # the evaluator's full result (an EvalResult), when there is one
+    reused: bool = False  # the verdict of an earlier evaluation of the same source (no new evaluation)
+
+
+class Ledger(Protocol):
+    """Where queries are written down before they are sent (the optimizer's record), so
+    that a killed run's queries in flight still count, and a rerun pays for none twice."""
+
+    def recorded(self, request: Request) -> Reply | None:
+        """The reply this run already has for this very request, if any (free to reuse)."""
+
+    def open(self, request: Request, reserved: float) -> int:
+        """A query about to be sent; it counts at `reserved` dollars until it is closed."""
+
+    def close(self, call_id: int, reply: Reply) -> None:
+        """The query's outcome: its reply (or failure) and the dollars it really cost."""
 
 
 Evaluate = Callable[[str], Awaitable[Outcome]]
@@ -45,6 +61,11 @@ class Scored:
     round: int | None = None
     island: int | None = None
     call_id: int | None = None  # the recorded LLM call it came from, when there is a record
+
+    @property
+    def evaluated(self) -> bool:
+        """False for a query that gave no program (its status says why)."""
+        return bool(self.source)
 
     @property
     def correct(self) -> bool:
@@ -77,41 +98,68 @@ class Agents:
     reference: str
     device: str = "cuda"
     models: dict[str, str] = field(default_factory=dict)  # role -> model; empty: the proposer's defaults
-    worst_case: Callable[[Request], float] = lambda request: 0.0  # an upper bound of a request's dollars
+    ledger: Ledger | None = None  # the record; None: nothing is written down (tests, one-off searches)
     on_reply: Callable[[Request, Reply], None] | None = None  # hears every reply
     on_scored: Callable[[Scored], None] | None = None  # hears every evaluated candidate (the record)
-    history: list[Scored] = field(default_factory=list)
+    history: list[Scored] = field(default_factory=list)  # the evaluated candidates, in order
+    failed_queries: list[Reply] = field(default_factory=list)  # queries that gave nothing to evaluate
+    stopped: str = ""  # why no further query is sent (a RunStopped's message)
+    unaffordable: float | None = None  # the worst case of the last query the dollar budget refused
 
     async def ask(self, role: str, prompt: str, slot: str, parent: str = "") -> Reply | None:
-        """One query, if the budget has room for it; None when it has not."""
+        """One query, if the budget has room for its worst case; None when it has not.
+
+        The worst case is reserved before the query is sent and written down in the
+        ledger, so queries in flight together, or lost to a killed run, cannot take the
+        run past its budget; the reservation shrinks to the real cost when the reply
+        comes. A reply the record already has is reused at no cost."""
         request = Request(role=role, system=prompts.SYSTEMS[role], prompt=prompt, model=self.models.get(role, ""),
-                          task_id=self.task_id, slot=slot, reference=self.reference, parent=parent, device=self.device)
-        bound = self.worst_case(request)
-        if not self.budget.try_reserve(bound, role):
+                          max_tokens=MAX_TOKENS[role], task_id=self.task_id, slot=slot, reference=self.reference,
+                          parent=parent, device=self.device)
+        reply = self.ledger.recorded(request) if self.ledger is not None else None
+        if reply is not None:
+            judge(reply, request)  # a record written before statuses were kept says "ok" of every reply
+        else:
+            reply = await self._send(request)
+        if reply is not None and self.on_reply is not None:
+            self.on_reply(request, reply)
+        return reply
+
+    async def _send(self, request: Request) -> Reply | None:
+        if self.stopped:
             return None
+        bound = self.proposer.worst_case(request)
+        if not self.budget.try_reserve(bound, request.role):
+            self.unaffordable = bound if self.budget.dollars is not None else None
+            return None
+        call = self.ledger.open(request, bound) if self.ledger is not None else None
         try:
             reply = await self.proposer.propose(request)
-        except ProposerError as exc:
-            self.budget.settle(bound, 0.0)
-            reply = Reply(text="", model=request.model, meta={"error": str(exc)})
-        else:
-            self.budget.settle(bound, reply.dollars)
-        if self.on_reply is not None:
-            self.on_reply(request, reply)
+        except RunStopped as stop:
+            self.stopped = str(stop)
+            self.budget.settle(bound, 0.0)  # refused before any work: the API bills nothing
+            if call is not None:
+                self.ledger.close(call, Reply(text="", model=request.model, status="rejected", reason=str(stop)))
+            raise
+        # Anything else (Ctrl-C, a killed process) leaves the call open in the ledger,
+        # where it counts at its worst case: it may have been billed.
+        judge(reply, request)
+        self.budget.settle(bound, reply.dollars)
+        if call is not None:
+            self.ledger.close(call, reply)
         return reply
 
     async def score(self, reply: Reply, agent: str, slot: str, parents: tuple[int, ...] = (),
                     round: int | None = None, island: int | None = None) -> Scored:
-        """Pull the code out of a reply and evaluate it; a reply without code is a build error."""
-        try:
-            source = extract_code(reply.text)
-        except NoCodeError as exc:
-            reason = reply.meta.get("error") or str(exc)
-            outcome, source = Outcome("build_error", reason=reason), ""
-        else:
-            outcome = await self.evaluate(source)
-        scored = Scored(len(self.history), source, outcome, agent, slot, parents, round, island,
-                        reply.meta.get("llm_call_id"))
+        """Evaluate the program of a reply; a failed query gives an unevaluated Scored."""
+        call_id = reply.meta.get("llm_call_id")
+        if not reply.ok:
+            self.failed_queries.append(reply)
+            return Scored(-1, "", Outcome(reply.status, reason=reply.reason), agent, slot, parents, round, island,
+                          call_id)
+        source = extract_code(reply.text)
+        outcome = await self.evaluate(source)
+        scored = Scored(len(self.history), source, outcome, agent, slot, parents, round, island, call_id)
         self.history.append(scored)
         if self.on_scored is not None:
             self.on_scored(scored)
@@ -123,7 +171,13 @@ class Agents:
         parent = parents[0].example() if parents else None
         extra = tuple(p.example("another parent") for p in parents[1:]) + tuple(inspirations)
         prompt = prompts.optimizer_prompt(self.reference, parent, idea, extra)
-        reply = await self.ask("optimizer", prompt, slot, parent=parents[0].source if parents else "")
+        parent_source = parents[0].source if parents else ""
+        reply = await self.ask("optimizer", prompt, slot, parent=parent_source)
+        if reply is not None and reply.status == "prompt_too_long" and extra:
+            # Once more with less context: the parent alone, no other candidates shown.
+            slot = f"{slot}/short"
+            shorter = prompts.optimizer_prompt(self.reference, parent, idea)
+            reply = await self.ask("optimizer", shorter, slot, parent=parent_source) or reply
         if reply is None:
             return None
         return await self.score(reply, "optimizer", slot, tuple(p.number for p in parents), round, island)
@@ -133,7 +187,7 @@ class Agents:
         tries = []
         current = failed
         for attempt in range(1, attempts + 1):
-            if current.correct:
+            if current.correct or not current.evaluated:  # nothing to fix in a query that gave no program
                 break
             prompt = prompts.fix_prompt(self.reference, current.source, current.outcome.status,
                                         current.outcome.reason, current.outcome.detail)
@@ -152,6 +206,24 @@ class Agents:
     def best(self, k: int = 1) -> list[Scored]:
         """The k fastest correct candidates so far (ties: the earlier first)."""
         return sorted((s for s in self.history if s.correct), key=lambda s: s.rank)[:k]
+
+
+def judge(reply: Reply, request: Request) -> None:
+    """Set the status of a reply that came back: did it bring what its role asks for?"""
+    if not reply.ok:
+        return
+    stop = reply.meta.get("stop_reason")
+    if stop == "refusal":
+        reply.status, reply.reason = "refused", "the model declined to answer (stop_reason refusal)"
+    elif request.role != "iba":  # the optimizer and the EFA must return a whole program
+        try:
+            extract_code(reply.text)
+        except NoCodeError as error:
+            if stop == "max_tokens":
+                reply.status = "truncated"
+                reply.reason = f"the reply was cut at max_tokens ({request.max_tokens}) before its program ended"
+            else:
+                reply.status, reply.reason = "no_code", str(error)
 
 
 async def gather_in_order(coroutines) -> list:

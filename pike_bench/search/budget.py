@@ -1,17 +1,15 @@
 """The budget of an optimization: LLM queries and dollars, never exceeded.
 
-A request reserves its query (and an upper bound of its cost) before it is sent and
-settles the actual cost when the reply comes, so that requests in flight together
-can never take the run past its budget. EFA queries count like any other.
+A request reserves its query and its worst-case cost (the proposer's bound: every
+prompt byte a token, all of max_tokens written) before it is sent, and settles the
+actual cost when the reply comes, so that requests in flight together can never take
+the run past its budget. A resumed run starts from what its record already spent.
+EFA queries count like any other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-# A safe upper bound of tokens per character of prompt (English and code run 3-4
-# characters per token; fewer characters per token would mean more tokens).
-TOKENS_PER_CHAR_BOUND = 0.5
 
 
 @dataclass
@@ -55,11 +53,6 @@ class Budget:
         self.spent_queries += 1
         self.spent_dollars += dollars
 
-    def release(self, worst_case_dollars: float) -> None:
-        """The reserved query was never sent (or was answered from the record: no charge)."""
-        self.reserved_queries -= 1
-        self.reserved_dollars -= worst_case_dollars
-
     @property
     def exhausted(self) -> bool:
         return not self._room_for(0.0)
@@ -69,7 +62,3 @@ class Budget:
         dollars_left = self.dollars is None or self.spent_dollars + self.reserved_dollars + dollars < self.dollars
         return queries_left and dollars_left
 
-
-def worst_case_dollars(prompt_chars: int, max_tokens: int, input_per_mtok: float, output_per_mtok: float) -> float:
-    tokens_in = prompt_chars * TOKENS_PER_CHAR_BOUND
-    return (tokens_in * input_per_mtok + max_tokens * output_per_mtok) / 1e6

@@ -70,7 +70,7 @@ async def pike_o(agents: Agents, config: PikeOConfig) -> list[Scored]:
         if not any(produced):
             break
         for index, scored in enumerate(produced):
-            population.islands[index % config.islands].extend(scored)
+            population.islands[index % config.islands].extend(s for s in scored if s.evaluated)
         generation += 1
         if config.islands > 1 and generation % config.migration_interval == 0:
             population.migrate()
