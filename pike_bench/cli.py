@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pike_bench.baselines import BASELINES, COMPILE_MODES, parse_baselines
+from pike_bench.llm.base import ProposerError
 from pike_bench.optimize import LLMS
 from pike_bench.search.presets import PRESETS, preset
 from pike_bench.tasks import SIZES, TaskError, discover_tasks, find_task
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return show_run(args)
         return eval_candidate(args)
-    except (TaskError, BadInput) as exc:
+    except (TaskError, BadInput, ProposerError) as exc:  # ProposerError: a refused key or model, a bad replay file
         print(f"pike: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -332,10 +333,16 @@ def show_run(args: argparse.Namespace) -> int:
           f"started {when(run['started_at'])}, {run['starts']} start(s), finished {when(run['finished_at'])}")
     print(f"{len(calls)} LLM calls, ${sum(c['dollars'] for c in calls):.2f}, "
           f"{sum(c['input_tokens'] for c in calls)} tokens in, {sum(c['output_tokens'] for c in calls)} out")
-    rows = [[c["id"], c["slot"], c["agent"], c["status"] or "-", c["reason"] or "",
+    rows = [[c["id"], c["slot"], c["agent"], c["status"] or "-",
+             f"same source as {c['same_as']}: its verdict" if c["same_as"] else c["reason"] or "",
              "-" if c["candidate_ms"] is None else f"{c['candidate_ms']:.4g}",
              "-" if c.get("speedup_eager") is None else f"{c['speedup_eager']:.2f}x"] for c in candidates]
     print(tabulate(rows, headers=["id", "slot", "agent", "status", "reason", "ms", "over eager"], tablefmt="github"))
+    failed = [[c["id"], c["slot"], c["role"], c["status"], f"${c['dollars']:.4f}", c["reason"]]
+              for c in calls if c["status"] != "ok"]
+    if failed:
+        print(f"{len(failed)} queries gave no program:")
+        print(tabulate(failed, headers=["call", "slot", "role", "status", "dollars", "reason"], tablefmt="github"))
     return EXIT_OK
 
 

@@ -226,7 +226,12 @@ class PikePlugin:
             raise pytest.UsageError(str(exc)) from None
 
     def optimize(self, task: Task):
-        self.optimized[task.id] = self.optimizer().optimize(task)
+        from pike_bench.llm.base import ProposerError
+
+        try:
+            self.optimized[task.id] = self.optimizer().optimize(task)
+        except ProposerError as exc:  # no later query could succeed (a refused key or model): stop here
+            pytest.exit(f"pike-bench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
         return self.optimized[task.id]
 
     def gate(self, task: Task, solution):

@@ -63,11 +63,13 @@ def optimize_table(outcomes: list) -> str:
             "-" if o.speedup_eager is None else f"{o.speedup_eager:.2f}x",
             "-" if o.speedup_compile is None else f"{o.speedup_compile:.2f}x",
             o.queries,
+            o.failed_queries,
             f"${o.dollars:.2f}",
             o.candidates,
-            str(o.solution) if o.solution else "-",
+            str(o.solution) if o.solution else (o.note or "-"),
         ]
         for o in outcomes
     ]
-    headers = ["task", "best over eager", "best over compile", "queries", "dollars", "candidates", "solution written"]
+    headers = ["task", "best over eager", "best over compile", "queries", "failed queries", "dollars", "candidates",
+               "solution written"]
     return tabulate(rows, headers=headers, tablefmt="github")

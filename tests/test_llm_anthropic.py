@@ -13,13 +13,9 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 import typing
 import warnings
-from collections import deque
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -27,6 +23,7 @@ anthropic = pytest.importorskip("anthropic")
 
 from anthropic._data import DEPRECATED_MODELS  # noqa: E402  (the SDK's own list; no public name for it)
 
+from messages_api import LocalServer, Scripted, message  # noqa: E402
 from pike_bench.candidate import NoCodeError, extract_code  # noqa: E402
 from pike_bench.llm.anthropic_backend import DEFAULT_MODELS, AnthropicProposer  # noqa: E402
 from pike_bench.llm.base import MAX_TOKENS, Proposer, ProposerError, Request, RunStopped  # noqa: E402
@@ -49,115 +46,16 @@ ANTHROPIC_ENV_TO_CLEAR = (
 FAST_RETRY = {"retry-after-ms": "5"}  # the SDK waits what the server asks; default backoff starts at 0.5 s
 
 
-def message(text: str, model: str = "claude-sonnet-5-5", input_tokens: int = 1200, output_tokens: int = 800) -> dict:
-    return {
-        "id": "msg_1",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
-    }
-
-
-@dataclass
-class Scripted:
-    """One answer of the fake server."""
-
-    status: int = 200
-    body: object = None  # a dict is sent as JSON; None: a plain successful message
-    headers: dict = field(default_factory=dict)
-    delay: float = 0.0
-    drop: bool = False  # close the connection without answering
-
-
-class FakeMessagesAPI:
-    """Answers POST /v1/messages from a queue, and records what it saw."""
-
-    def __init__(self) -> None:
-        self.queue: deque[Scripted] = deque()
-        self.requests: list[dict] = []  # {"body": ..., "headers": ...} per request, in arrival order
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.url = ""
-        self._lock = threading.Lock()
-
-    def script(self, *answers: Scripted) -> None:
-        self.queue.extend(answers)
-
-    def arrive(self, body: dict, headers: dict) -> Scripted:
-        with self._lock:
-            self.requests.append({"body": body, "headers": headers})
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            return self.queue.popleft() if self.queue else Scripted()
-
-    def leave(self) -> None:
-        with self._lock:
-            self.in_flight -= 1
-
-
-def handler_for(api: FakeMessagesAPI) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the real API
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("content-length", 0))
-            body = json.loads(self.rfile.read(length) or b"{}")
-            if self.path.split("?")[0] != "/v1/messages":
-                self._send(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}}, {})
-                return
-            answer = api.arrive(body, {key.lower(): value for key, value in self.headers.items()})
-            try:
-                time.sleep(answer.delay)
-            finally:
-                api.leave()
-            if answer.drop:
-                self.close_connection = True
-                return
-            reply = answer.body if answer.body is not None else message("Hello", model=body.get("model", ""))
-            self._send(answer.status, reply, answer.headers)
-
-        def _send(self, status: int, body: object, headers: dict) -> None:
-            data = json.dumps(body).encode() if not isinstance(body, (bytes, str)) else str(body).encode()
-            try:
-                self.send_response(status)
-                if "content-type" not in headers:
-                    self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.send_header("request-id", "req_test")
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (the timeout test): nothing to answer
-
-        def log_message(self, *args) -> None:  # keep pytest's output clean
-            pass
-
-    return Handler
-
-
 @pytest.fixture
 def api(monkeypatch, tmp_path):
     """A scripted Messages API on a free port; the SDK finds it through its own env vars."""
-    fake = FakeMessagesAPI()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(fake))
-    # A short poll interval: shutdown() waits up to one interval (0.5 s by default) per test.
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-dummy")
-    monkeypatch.setenv("HOME", str(tmp_path))  # no profile on disk can interfere
-    for name in ANTHROPIC_ENV_TO_CLEAR + ("PIKE_PRICES",):
-        monkeypatch.delenv(name, raising=False)
-    yield fake
-    server.shutdown()
-    server.server_close()
+    with LocalServer() as fake:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-dummy")
+        monkeypatch.setenv("HOME", str(tmp_path))  # no profile on disk can interfere
+        for name in ANTHROPIC_ENV_TO_CLEAR + ("PIKE_PRICES",):
+            monkeypatch.delenv(name, raising=False)
+        yield fake
 
 
 def ask(proposer: AnthropicProposer, *requests: Request) -> list:
