@@ -26,6 +26,8 @@ def counts(tmp_path):
         return {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
                 for table in ("llm_calls", "candidates", "evaluations")} | {
             "sources": db.execute("SELECT COUNT(DISTINCT source_hash) FROM candidates").fetchone()[0],
+            # candidates evaluated for themselves; the others took the verdict of an earlier one
+            "originals": db.execute("SELECT COUNT(*) FROM candidates WHERE same_as IS NULL").fetchone()[0],
             "starts": db.execute("SELECT starts FROM runs").fetchall()}
 
 
@@ -63,7 +65,8 @@ def test_a_killed_run_resumes_and_does_not_spend_the_budget_twice(tmp_path):
     after = counts(tmp_path)
     assert after["llm_calls"] == budget  # what the first run asked is answered from the record, not asked again
     # each distinct source evaluated once: the recorded evaluations were not run again
-    assert after["evaluations"] == after["sources"]
+    assert after["originals"] == after["sources"]
+    assert after["evaluations"] == after["candidates"]  # every candidate has its verdict in the record
     assert after["starts"] == [(2,)]
 
 
