@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     keep.add_argument("--tasks", action="append", default=[], metavar="PATH")
     keep.add_argument("--device", default=None)
     keep.add_argument("--solutions", default="solutions")
+    for evaluating in (run, opt, keep):
+        evaluating.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
+                                help="run candidates without network, secrets or write access (bubblewrap): "
+                                     "auto where it works, on refuses to run without it")
 
     board = commands.add_parser("leaderboard", help="the runs in the record as a table, JSON or an HTML page with plots")
     board.add_argument("--store", default=".pike/runs.sqlite")
@@ -176,6 +180,7 @@ def eval_candidate(args: argparse.Namespace) -> int:
         compile_mode=args.compile_mode,
         suspicious_over=args.suspicious_over,
         require_custom_kernel=args.require_custom_kernel,
+        sandbox=_sandbox(args.sandbox),
     ) as evaluator:
         result = evaluator.evaluate(task, source, hypothesis_seed=args.seed)
     if args.json:
@@ -226,18 +231,19 @@ def optimize_tasks(args: argparse.Namespace) -> int:
         baselines = parse_baselines(args.baselines)
     except ValueError as exc:
         raise BadInput(f"--baselines {exc}") from None
+    sandbox = _sandbox(args.sandbox)
     if args.ray:
-        evaluator = _ray_pool(args, size=args.size, timing=timing, baselines=baselines)
+        evaluator = _ray_pool(args, size=args.size, timing=timing, baselines=baselines, sandbox=sandbox)
     elif args.devices:
         from pike_bench.evaluate.pool import EvaluatorPool, parse_devices
 
         try:
             evaluator = EvaluatorPool.on_devices(parse_devices(args.devices), size=args.size, timing=timing,
-                                                 baselines=baselines)
+                                                 baselines=baselines, sandbox=sandbox)
         except ValueError as exc:
             raise BadInput(f"--devices {exc}") from None
     else:
-        evaluator = Evaluator(device, size=args.size, timing=timing, baselines=baselines)
+        evaluator = Evaluator(device, size=args.size, timing=timing, baselines=baselines, sandbox=sandbox)
     with evaluator:
         optimizer = Optimizer(evaluator, options)
         outcomes = [optimizer.optimize(task) for task in tasks]
@@ -270,7 +276,7 @@ def accept_solution(args: argparse.Namespace) -> int:
 
     task = find_task(args.task, [Path(p) for p in args.tasks] or None)
     source = _read_candidate(args.candidate)
-    with Evaluator(_device(args.device)) as evaluator:
+    with Evaluator(_device(args.device), sandbox=_sandbox(args.sandbox)) as evaluator:
         try:
             kept = solutions.accept(evaluator, task, source, args.name, {"by": "hand", "file": str(args.candidate)},
                                     Path(args.solutions))
@@ -344,6 +350,20 @@ def show_run(args: argparse.Namespace) -> int:
         print(f"{len(failed)} queries gave no program:")
         print(tabulate(failed, headers=["call", "slot", "role", "status", "dollars", "reason"], tablefmt="github"))
     return EXIT_OK
+
+
+def _sandbox(mode: str) -> str:
+    """The mode, once checked here: `on` without a sandbox is bad input; `auto` without one says so once."""
+    from pike_bench.evaluate.sandbox import Sandbox, SandboxUnavailable
+
+    try:
+        chosen = Sandbox.choose(mode)
+    except SandboxUnavailable as exc:
+        raise BadInput(f"--sandbox on: {exc}") from None
+    if chosen.why_not:
+        print(f"pike: no sandbox: {chosen.why_not}; candidates run with your network and files "
+              "(--sandbox off silences this)", file=sys.stderr)
+    return mode
 
 
 def _read_candidate(path: Path) -> str:

@@ -267,8 +267,8 @@ def _prebuilder(evaluator: Evaluator | EvaluatorPool) -> Prebuilder | None:
     """Builds beside the local workers; a Ray actor builds where it runs."""
     if isinstance(evaluator, EvaluatorPool):
         local = [e for e in evaluator.evaluators if isinstance(e, Evaluator)]
-        return Prebuilder(local[0].device) if local else None
-    return Prebuilder(evaluator.device)
+        return Prebuilder(local[0].device, sandbox=local[0].sandbox) if local else None
+    return Prebuilder(evaluator.device, sandbox=evaluator.sandbox)
 
 
 __all__ = ["Optimizer", "OptimizeOptions", "TaskOutcome", "LLMS"]

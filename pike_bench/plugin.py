@@ -33,6 +33,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Hypothesis seed for the input sets (default: a fresh one each run, printed on failure)")
     group.addoption("--pike-timeout", type=float, default=300.0, metavar="SECONDS",
                     help="longest a worker may stay silent in one step (build, one input set, timing)")
+    group.addoption("--pike-sandbox", choices=("auto", "on", "off"), default="auto",
+                    help="run candidates without network, secrets or write access (bubblewrap): auto uses it where "
+                         "it works, on refuses to run without it (default auto)")
     group.addoption("--pike-max-time", type=float, default=20.0, metavar="SECONDS",
                     help="time cap for the interleaved timing rounds of one task")
     group.addoption("--pike-no-l2-flush", action="store_true", default=False,
@@ -116,6 +119,7 @@ class PikePlugin:
             self.device = resolve_device(config.getoption("--pike-device"))
         except ValueError as exc:
             raise pytest.UsageError(f"--pike-device {exc}") from None
+        self.sandbox = _choose_sandbox(config.getoption("--pike-sandbox"))
         self._evaluator = None
         self._optimizer = None
         self._pool = None
@@ -130,6 +134,12 @@ class PikePlugin:
             f"mode {config.getoption('--pike-mode')}"
             + (f", {len(self.errors)} task files with errors" if self.errors else "")
         )
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self.sandbox.why_not and reporter:  # said even under -q: it is about the user's secrets
+            reporter.write_line(f"pike-bench: no sandbox: {self.sandbox.why_not}; candidates run with your network "
+                                "and files (--pike-sandbox off silences this)")
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         # --pike-optimize runs the optimize tests only; without it they are left out, and so
@@ -181,6 +191,7 @@ class PikePlugin:
             timing=TimingOptions(max_seconds=option("--pike-max-time"), l2_flush=not option("--pike-no-l2-flush")),
             compile_mode=option("--pike-compile-mode"),
             baselines=parse_baselines(option("--pike-baselines")),
+            sandbox=option("--pike-sandbox"),
         )
 
     def optimizer(self):
@@ -210,7 +221,7 @@ class PikePlugin:
                 self._pool = EvaluatorPool.on_devices(
                     parse_devices(devices), size=base.size, mode=base.mode, trials=base.trials,
                     timeout=base.timeout, timing=base.timing, compile_mode=base.compile_mode,
-                    baselines=base.baselines)
+                    baselines=base.baselines, sandbox=self.config.getoption("--pike-sandbox"))
             self._optimizer = Optimizer(self._pool or self.evaluator(), options, progress=say)
         return self._optimizer
 
@@ -273,6 +284,15 @@ class PikePlugin:
             terminalreporter.write_line(("gate ok: " if verdict.passed else "gate FAILED: ") + verdict.message)
         for error in self.errors:
             terminalreporter.write_line(f"task error: {error}")
+
+
+def _choose_sandbox(mode: str):
+    from pike_bench.evaluate.sandbox import Sandbox, SandboxUnavailable
+
+    try:
+        return Sandbox.choose(mode)
+    except SandboxUnavailable as exc:
+        raise pytest.UsageError(f"--pike-sandbox on: {exc}") from None
 
 
 def _no_solution(item: pytest.Item) -> bool:

@@ -29,6 +29,7 @@ from pike_bench.evaluate.result import (
     Speedup,
     Timing,
 )
+from pike_bench.evaluate.sandbox import Sandbox
 from pike_bench.evaluate.stats import paired_speedup
 from pike_bench.evaluate.timing import TimingOptions
 from pike_bench.evaluate.worker import WorkerDied, WorkerProcess
@@ -79,6 +80,7 @@ class Evaluator:
         suspicious_over: float = 10.0,
         require_custom_kernel: bool = False,
         defenses: bool = True,
+        sandbox: str = "auto",
     ):
         self.device = device or default_device()
         self.size = size or ("full" if self.device.startswith("cuda") else "small")
@@ -89,7 +91,9 @@ class Evaluator:
         self.suspicious_over = suspicious_over
         self.policy = "custom-kernel" if require_custom_kernel else "any"
         self.defenses = defenses  # off only to measure their cost
-        self.worker = WorkerProcess(self.device)
+        # auto: bubblewrap where it works (self.sandbox.why_not says why not); on: it or SandboxUnavailable.
+        self.sandbox = Sandbox.choose(sandbox)
+        self.worker = WorkerProcess(self.device, self.sandbox)
         self.interrupted = False
 
     def __enter__(self) -> "Evaluator":

@@ -3,7 +3,8 @@
 `load_inline` compiles at import time, for tens of seconds with nvcc; done in the GPU
 worker, the GPU would wait all that time. Instead, a candidate that builds an extension
 is first imported in a separate, short-lived CPU process, with every GPU hidden (its
-code is untrusted, and another candidate may be timing on the GPU meanwhile). That
+code is untrusted, and another candidate may be timing on the GPU meanwhile), in the
+same sandbox and with the same environment allow-list as the worker. That
 process fills torch's extension cache; when the worker then imports the candidate,
 `load_inline` finds the build done and only loads it.
 
@@ -25,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pike_bench.evaluate.sandbox import Sandbox
 from pike_bench.screen import screen
 
 BUILT_LANGUAGES = {"cuda", "c++"}
@@ -40,11 +42,13 @@ class Prebuild:
 class Prebuilder:
     """At most `processes` builds at once, each stopped after `timeout` seconds."""
 
-    def __init__(self, device: str, processes: int | None = None, timeout: float = 600.0):
+    def __init__(self, device: str, processes: int | None = None, timeout: float = 600.0,
+                 sandbox: Sandbox | None = None):
         self.device, self.timeout = device, timeout
         self.processes = processes or max(1, (os.cpu_count() or 2) // 4)
+        self.sandbox = sandbox or Sandbox.choose("auto")
         # Now, before the workers start: they must inherit the architecture (see below).
-        self.env = build_environment(device)
+        set_cuda_arch(device)
         self.done: list[Prebuild] = []  # what was built, for reports and tests
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -56,9 +60,11 @@ class Prebuilder:
     async def build(self, source: str) -> Prebuild:
         async with self._slots_of_this_loop():
             started = time.perf_counter()
+            # No GPU: no device nodes, and none visible to CUDA.
+            confined = self.sandbox.prepare([sys.executable, "-m", "pike_bench.evaluate.prebuild"], gpus=False,
+                                            env={"CUDA_VISIBLE_DEVICES": ""})
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pike_bench.evaluate.prebuild",
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env,
+                *confined.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=confined.env,
             )  # fmt: skip
             try:
                 _, err = await asyncio.wait_for(process.communicate(source.encode()), self.timeout)
@@ -69,6 +75,8 @@ class Prebuilder:
                 process.kill()
                 await process.wait()
                 err = f"the build took more than {self.timeout:g} s".encode()
+            finally:
+                confined.remove_scratch()
             lines = err.decode(errors="replace").strip().splitlines()
             outcome = Prebuild(process.returncode == 0, time.perf_counter() - started, lines[-1] if lines else "")
             self.done.append(outcome)
@@ -82,16 +90,16 @@ class Prebuilder:
         return self._slots
 
 
-def build_environment(device: str) -> dict[str, str]:
-    """No GPU for the build process, and the GPU's own architecture to compile for.
+def set_cuda_arch(device: str) -> None:
+    """The GPU's own architecture to compile for, as the build process cannot see the GPU.
 
     The worker must compile with the same flags, or it rebuilds: so the architecture is
-    also put in this process's environment, which the workers it starts inherit."""
+    put in this process's environment, which the build processes and workers it starts
+    are given (TORCH_CUDA_ARCH_LIST is on the allow-list)."""
     if device.startswith("cuda") and "TORCH_CUDA_ARCH_LIST" not in os.environ:
         arch = cuda_arch(device)
         if arch:
             os.environ["TORCH_CUDA_ARCH_LIST"] = arch
-    return {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
 
 
 def cuda_arch(device: str) -> str:

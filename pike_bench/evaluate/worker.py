@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from pike_bench.evaluate.job import JobReply, JobRequest
+from pike_bench.evaluate.sandbox import Confined, Sandbox
 
 STARTUP_TIMEOUT = 300.0  # importing torch and initialising CUDA on a cold machine
 
@@ -63,7 +64,9 @@ class WorkerProcess:
     """The parent's handle on one worker process."""
 
     device: str
+    sandbox: Sandbox
     process: subprocess.Popen | None = None
+    confined: Confined | None = None  # its command line, environment and scratch folder
     conn: Connection | None = None
     log_path: str = ""
     phase: str = ""
@@ -72,20 +75,21 @@ class WorkerProcess:
 
     def start(self) -> None:
         # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's
-        # __main__), talking over a socket pair; its stdout and stderr go to a log file.
+        # __main__ and inherits its environment), sandboxed, talking over a socket pair;
+        # its stdout and stderr go to a log file.
         parent, child = socket.socketpair()
         fd, self.log_path = tempfile.mkstemp(prefix=f"pike_worker_{self.device.replace(':', '')}_", suffix=".log")
-        env = dict(os.environ)
-        if self.device == "cpu":
-            env.setdefault("TRITON_INTERPRET", "1")  # Triton candidates run in its interpreter
+        # On the CPU, Triton candidates run in its interpreter.
+        env = {"TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET", "1")} if self.device == "cpu" else {}
+        self.confined = self.sandbox.prepare([sys.executable, "-c", _WORKER_MAIN, str(child.fileno())], env=env)
         with os.fdopen(fd, "w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _WORKER_MAIN, str(child.fileno())],
+                self.confined.argv,
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env=env,
+                env=self.confined.env,
             )
         child.close()
         self.conn = Connection(parent.detach())
@@ -133,7 +137,7 @@ class WorkerProcess:
 
     def _wait_exit(self) -> int | None:
         try:
-            return self.process.wait(timeout=10)
+            return self.sandbox.exit_code(self.process.wait(timeout=10))
         except subprocess.TimeoutExpired:
             return None
 
@@ -160,7 +164,9 @@ class WorkerProcess:
             self.process.wait(timeout=10)
         if self.conn is not None:
             self.conn.close()
-        self.process, self.conn = None, None
+        if self.confined is not None:
+            self.confined.remove_scratch()
+        self.process, self.conn, self.confined = None, None, None
 
 
 def _describe_exit(code: int | None) -> str:

@@ -67,7 +67,7 @@ def test_gc_peeking_finds_no_reference_output_of_the_set_it_is_checked_on(evalua
     assert result.status == "incorrect"
 
 
-def test_task_file_tampering_is_caught_and_undone(evaluator, tmp_path):
+def test_task_file_tampering_is_caught_and_undone(tmp_path):
     level = tmp_path / "level0"
     level.mkdir()
     task_path = level / "1_TinyMLP.py"
@@ -76,7 +76,10 @@ def test_task_file_tampering_is_caught_and_undone(evaluator, tmp_path):
     source = (HERE / "tamper_task.py").read_text().replace(
         'next(pathlib.Path(".").rglob("1_TinyMLP.py"), None)', f"pathlib.Path({str(task_path)!r})"
     )
-    result = run_unscreened(evaluator, task_from_file(task_path), source)
+    # Without the sandbox, which makes the task file read-only (tests/test_sandbox.py).
+    with Evaluator("cpu", trials=2, timing=TimingOptions(warmup=1, min_rounds=10, max_seconds=0.2),
+                   baselines=("eager",), sandbox="off") as evaluator:
+        result = run_unscreened(evaluator, task_from_file(task_path), source)
     assert (result.status, result.reason) == ("rejected", "it modified the task file (restored)")
     assert task_path.read_text() == original
 

@@ -1,0 +1,169 @@
+"""What candidate code can reach: the environment and the sandbox of worker and build processes.
+
+Candidate code is written by an LLM and runs on the user's machine, and a C++ or CUDA
+kernel is out of the static screen's sight. So every process that imports a candidate
+(the worker, the CPU prebuild) starts
+
+- from an allow-list of environment variables: what Python, torch, CUDA, Triton and the
+  compilers read, never a name that looks like a credential, so an API key is not in the
+  process's environment when it starts;
+- inside bubblewrap where it works: no network, its own process and IPC namespaces (the
+  parent's ``/proc/PID/environ`` is out of sight), the filesystem read-only except its
+  scratch folder and the compiler caches, the system's sockets (``/run``) and the usual
+  credential files of the home folder hidden, and the GPU device nodes passed through.
+
+The sandbox does not hide files that any process of the user may read, nor GPU memory,
+nor timing: see the README's section on the sandbox.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+MODES = ("auto", "on", "off")
+
+# What Python, torch, CUDA, Triton and the compilers read; nothing else reaches a candidate.
+ALLOWED_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "XDG_CACHE_HOME",
+    "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS",
+    "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH", "LIBRARY_PATH", "CPATH", "C_INCLUDE_PATH",
+    "CPLUS_INCLUDE_PATH", "CC", "CXX", "CFLAGS", "CXXFLAGS", "LDFLAGS", "MAX_JOBS",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+})  # fmt: skip
+ALLOWED_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "NVCC_", "CUDNN_", "CUBLAS_", "NCCL_", "TORCH_", "TORCHINDUCTOR_",
+                    "PYTORCH_", "TRITON_", "KMP_", "HIP_", "ROCM_", "HSA_")
+# Dropped even where the allow-list would pass them (TORCH_HUB_TOKEN, CUDA_..._KEY).
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "ANTHROPIC")
+
+# The caches the worker writes, each in a folder of pike-bench's own unless the user
+# names one: candidates can write there, so never into the user's own torch caches,
+# where a planted artifact would be loaded by the user's code outside the sandbox.
+CACHES = {"TORCH_EXTENSIONS_DIR": "torch_extensions", "TORCHINDUCTOR_CACHE_DIR": "inductor",
+          "TRITON_CACHE_DIR": "triton", "CUDA_CACHE_PATH": "nv"}
+
+# Hidden inside the sandbox: the system's sockets (a read-only mount does not stop a
+# connect(): Docker's socket, D-Bus, agents) and credentials kept in the home folder.
+HIDDEN = ("/run", "/tmp/.X11-unix")
+HIDDEN_IN_HOME = (".ssh", ".gnupg", ".aws", ".azure", ".kube", ".docker", ".netrc", ".git-credentials", ".pypirc",
+                  ".config/gcloud", ".config/gh", ".bash_history", ".zsh_history", ".python_history")
+SHOWN_AGAIN = ("/run/nvidia-persistenced",)  # the NVIDIA driver's daemon, as NVIDIA's container toolkit mounts it
+GPU_NODES = ("/dev/nvidia*", "/dev/dri")
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox was required (mode ``on``) and cannot run here; the message says why."""
+
+
+def allowed_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of `environ` that a worker may see."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if (name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES))
+        and not any(word in name.upper() for word in SECRET_WORDS)
+    }
+
+
+def pike_cache(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pike-bench"
+
+
+@dataclass
+class Confined:
+    """A process ready to start: its command line, its environment and its scratch folder."""
+
+    argv: list[str]
+    env: dict[str, str]
+    scratch: Path
+
+    def remove_scratch(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """bubblewrap's path, or None where candidates run without a sandbox: turned off, or
+    unavailable, and then `why_not` says why."""
+
+    bwrap: str | None
+    why_not: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return self.bwrap is not None
+
+    @classmethod
+    def choose(cls, mode: str) -> "Sandbox":
+        """`auto`: the sandbox where it works; `on`: it or SandboxUnavailable; `off`: none."""
+        if mode not in MODES:
+            raise ValueError(f"{mode!r} is not one of {', '.join(MODES)}")
+        if mode == "off":
+            return cls(None)
+        found = cls(shutil.which("bwrap"))
+        problem = found._problem()
+        if problem and mode == "on":
+            raise SandboxUnavailable(problem)
+        return cls(None, problem) if problem else found
+
+    def _problem(self) -> str:
+        """Why bubblewrap cannot sandbox a process here, or '' (it started one)."""
+        if not sys.platform.startswith("linux"):
+            return f"the sandbox uses bubblewrap, which runs on Linux only (this is {sys.platform})"
+        if self.bwrap is None:
+            return "bubblewrap is not installed (apt-get install bubblewrap, or dnf install bubblewrap)"
+        try:
+            done = subprocess.run(self._wrap(["true"], [], gpus=False), capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"bubblewrap could not start: {exc}"
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
+            return f"bubblewrap cannot make a sandbox here ({lines[-1]}); user namespaces may be disabled"
+        return ""
+
+    def prepare(self, argv: list[str], *, gpus: bool = True, env: Mapping[str, str] | None = None) -> Confined:
+        """The command line and environment that start `argv` confined, with a fresh scratch
+        folder as its TMPDIR; `env` is added to the allowed variables."""
+        scratch = Path(tempfile.mkdtemp(prefix="pike_scratch_")).resolve()
+        environment = {**allowed_environment(os.environ), **(env or {}), "TMPDIR": str(scratch)}
+        for name, folder in CACHES.items():
+            environment.setdefault(name, str(pike_cache(environment) / folder))
+            Path(environment[name]).mkdir(parents=True, exist_ok=True)
+        writable = [scratch] + [Path(environment[name]).resolve() for name in CACHES]
+        return Confined(self._wrap(argv, writable, gpus), environment, scratch)
+
+    def _wrap(self, argv: list[str], writable: list[Path], gpus: bool) -> list[str]:
+        if self.bwrap is None:
+            return list(argv)
+        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                "--new-session",  # no controlling terminal: no keystrokes pushed into the user's shell
+                "--die-with-parent"]  # fmt: skip
+        if gpus:
+            for node in sorted(n for pattern in GPU_NODES for n in glob.glob(pattern)):
+                args += ["--dev-bind", node, node]
+        home = Path.home()
+        for path in [*HIDDEN, *(str(home / name) for name in HIDDEN_IN_HOME)]:
+            if os.path.isdir(path) and not os.path.islink(path):
+                args += ["--tmpfs", path]
+            elif os.path.isfile(path) and not os.path.islink(path):
+                args += ["--ro-bind", "/dev/null", path]
+        for path in filter(os.path.isdir, SHOWN_AGAIN):
+            args += ["--ro-bind", path, path]
+        for path in writable:
+            args += ["--bind", str(path), str(path)]
+        return args + ["--", *argv]
+
+    def exit_code(self, code: int | None) -> int | None:
+        """A sandboxed process's exit code as Popen gives it unsandboxed: bubblewrap
+        reports death by signal N as 128 + N (a candidate's own exit(139) reads the same)."""
+        if self.enabled and code is not None and code > 128:
+            return -(code - 128)
+        return code
