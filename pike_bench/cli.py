@@ -1,7 +1,8 @@
 """The `pike` command.
 
     pike tasks [--tasks PATH]
-    pike eval TASK CANDIDATE.py [--device cpu|cuda] [--json]
+    pike eval TASK CANDIDATE.py [--device cpu|cuda] [--check strict|pike|kernelbench] [--json]
+    pike audit TASKS_OR_LEVEL CANDIDATES_DIR [--policies strict,pike,kernelbench] [--out DIR]
 
 Exit codes: 0 success (for `eval`: the candidate is correct), 1 the candidate is
 not correct, 2 bad input (unknown task, unreadable file, wrong option).
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pike_bench.baselines import BASELINES, COMPILE_MODES, parse_baselines
+from pike_bench.evaluate.policy import CHECKS
 from pike_bench.llm.base import ProposerError
 from pike_bench.optimize import LLMS
 from pike_bench.search.presets import PRESETS, preset
@@ -22,6 +24,9 @@ from pike_bench.tasks import SIZES, TaskError, discover_tasks, find_task
 
 EXIT_OK, EXIT_NOT_CORRECT, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C
+
+
+CHECK_HELP = "check policy: strict (ours, default), pike or kernelbench (the peers' evaluators; they fix the mode)"
 
 
 class BadInput(Exception):
@@ -58,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a speedup over eager above X is flagged suspicious, not correct (default 10)")
     run.add_argument("--require-custom-kernel", action="store_true",
                      help="policy: reject candidates without a Triton, CUDA or C++ kernel")
+    run.add_argument("--check", choices=CHECKS, default="strict", help=CHECK_HELP)
     run.add_argument("--json", action="store_true", help="print the EvalResult as JSON")
 
     opt = commands.add_parser(
@@ -90,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--max-time", type=float, default=20.0, help="time cap of each candidate's timing rounds")
     opt.add_argument("--baselines", default=",".join(BASELINES), metavar="eager,compile,graph",
                      help="baselines timed beside each candidate (eager always is)")
+    opt.add_argument("--check", choices=CHECKS, default="strict", help=CHECK_HELP)
 
     keep = commands.add_parser("accept", help="check a candidate and keep it as a task's solution (gated on every run)")
     keep.add_argument("candidate", type=Path, help="Python file that defines ModelNew")
@@ -102,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         evaluating.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
                                 help="run candidates without network, secrets or write access (bubblewrap): "
                                      "auto where it works, on refuses to run without it")
+    keep.add_argument("--check", choices=CHECKS, default="strict", help=CHECK_HELP)
+
+    add_audit_parser(commands)
 
     board = commands.add_parser("leaderboard", help="the runs in the record as a table, JSON or an HTML page with plots")
     board.add_argument("--store", default=".pike/runs.sqlite")
@@ -139,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             return show_leaderboard(args)
         if args.command == "report":
             return show_run(args)
+        if args.command == "audit":
+            return run_audit(args)
         return eval_candidate(args)
     except (TaskError, BadInput, ProposerError) as exc:  # ProposerError: a refused key or model, a bad replay file
         print(f"pike: {exc}", file=sys.stderr)
@@ -181,6 +193,7 @@ def eval_candidate(args: argparse.Namespace) -> int:
         suspicious_over=args.suspicious_over,
         require_custom_kernel=args.require_custom_kernel,
         sandbox=_sandbox(args.sandbox),
+        check=args.check,
     ) as evaluator:
         result = evaluator.evaluate(task, source, hypothesis_seed=args.seed)
     if args.json:
@@ -188,9 +201,10 @@ def eval_candidate(args: argparse.Namespace) -> int:
     else:
         print(
             f"{result.task_id}: {result.status}"
+            + (f" [{result.rule}]" if result.rule else "")
             + (f": {result.reason}" if result.reason else "")
             + f"\n  {result.device} ({result.device_name}), torch {result.torch_version}, size {result.size}, "
-            f"mode {result.mode}, {result.trials} input sets, Hypothesis seed {result.hypothesis_seed}, "
+            f"check {result.check}, mode {result.mode}, {result.trials} input sets, Hypothesis seed {result.hypothesis_seed}, "
             f"{result.seconds:.1f} s\n  kernels: {', '.join(result.languages)}"
             + (f"; precision changed: {result.precision}" if result.precision else "")
             + (f"; policy: {result.policy}" if result.policy != "any" else "")
@@ -233,17 +247,19 @@ def optimize_tasks(args: argparse.Namespace) -> int:
         raise BadInput(f"--baselines {exc}") from None
     sandbox = _sandbox(args.sandbox)
     if args.ray:
-        evaluator = _ray_pool(args, size=args.size, timing=timing, baselines=baselines, sandbox=sandbox)
+        evaluator = _ray_pool(args, size=args.size, timing=timing, baselines=baselines, sandbox=sandbox,
+                              check=args.check)
     elif args.devices:
         from pike_bench.evaluate.pool import EvaluatorPool, parse_devices
 
         try:
             evaluator = EvaluatorPool.on_devices(parse_devices(args.devices), size=args.size, timing=timing,
-                                                 baselines=baselines, sandbox=sandbox)
+                                                 baselines=baselines, sandbox=sandbox, check=args.check)
         except ValueError as exc:
             raise BadInput(f"--devices {exc}") from None
     else:
-        evaluator = Evaluator(device, size=args.size, timing=timing, baselines=baselines, sandbox=sandbox)
+        evaluator = Evaluator(device, size=args.size, timing=timing, baselines=baselines, sandbox=sandbox,
+                              check=args.check)
     with evaluator:
         optimizer = Optimizer(evaluator, options)
         outcomes = [optimizer.optimize(task) for task in tasks]
@@ -276,7 +292,7 @@ def accept_solution(args: argparse.Namespace) -> int:
 
     task = find_task(args.task, [Path(p) for p in args.tasks] or None)
     source = _read_candidate(args.candidate)
-    with Evaluator(_device(args.device), sandbox=_sandbox(args.sandbox)) as evaluator:
+    with Evaluator(_device(args.device), sandbox=_sandbox(args.sandbox), check=args.check) as evaluator:
         try:
             kept = solutions.accept(evaluator, task, source, args.name, {"by": "hand", "file": str(args.candidate)},
                                     Path(args.solutions))
@@ -339,11 +355,12 @@ def show_run(args: argparse.Namespace) -> int:
           f"started {when(run['started_at'])}, {run['starts']} start(s), finished {when(run['finished_at'])}")
     print(f"{len(calls)} LLM calls, ${sum(c['dollars'] for c in calls):.2f}, "
           f"{sum(c['input_tokens'] for c in calls)} tokens in, {sum(c['output_tokens'] for c in calls)} out")
-    rows = [[c["id"], c["slot"], c["agent"], c["status"] or "-",
+    rows = [[c["id"], c["slot"], c["agent"], c["status"] or "-", c["rule"] or "",
              f"same source as {c['same_as']}: its verdict" if c["same_as"] else c["reason"] or "",
              "-" if c["candidate_ms"] is None else f"{c['candidate_ms']:.4g}",
              "-" if c.get("speedup_eager") is None else f"{c['speedup_eager']:.2f}x"] for c in candidates]
-    print(tabulate(rows, headers=["id", "slot", "agent", "status", "reason", "ms", "over eager"], tablefmt="github"))
+    print(tabulate(rows, headers=["id", "slot", "agent", "status", "rule", "reason", "ms", "over eager"],
+                   tablefmt="github"))
     failed = [[c["id"], c["slot"], c["role"], c["status"], f"${c['dollars']:.4f}", c["reason"]]
               for c in calls if c["status"] != "ok"]
     if failed:
@@ -364,6 +381,87 @@ def _sandbox(mode: str) -> str:
         print(f"pike: no sandbox: {chosen.why_not}; candidates run with your network and files "
               "(--sandbox off silences this)", file=sys.stderr)
     return mode
+
+
+def add_audit_parser(commands) -> None:
+    audit = commands.add_parser(
+        "audit",
+        help="judge a folder of candidates under several check policies, side by side",
+        description="Judge each candidate file of CANDIDATES_DIR (named by task id, name or number: "
+        "level3/1_MLP.py, 1_MLP.py or 1.py) under each policy, and print verdicts, speedups over eager "
+        "and the rule that made the difference. Each policy evaluates and times on its own.",
+    )
+    audit.add_argument("tasks_or_level", metavar="TASKS_OR_LEVEL",
+                       help="a folder or file of tasks, or a level of the suites (level3)")
+    audit.add_argument("candidates", type=Path, metavar="CANDIDATES_DIR", help="one Python file per task")
+    audit.add_argument("--policies", default=",".join(CHECKS), help=f"default {','.join(CHECKS)}")
+    audit.add_argument("--out", type=Path, default=None, help="folder to write audit.md and audit.json to")
+    audit.add_argument("--tasks", action="append", default=[], metavar="PATH",
+                       help="folder of task files to find the level in (default: the built-in suites)")
+    audit.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    audit.add_argument("--size", choices=SIZES, default=None, help="default: full on a GPU, small on the CPU")
+    audit.add_argument("--trials", type=int, default=5, help="input sets of the strict policy (default 5)")
+    audit.add_argument("--seed", type=int, default=None, help="seed of the input sets, the same for every policy")
+    audit.add_argument("--timeout", type=float, default=300.0, help="seconds a step may take (default 300)")
+    audit.add_argument("--max-time", type=float, default=20.0, help="time cap of each timing (default 20 s)")
+    audit.add_argument("--baselines", default="eager", metavar="eager,compile,graph",
+                       help="baselines timed beside each candidate (default eager)")
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    import secrets
+
+    from pike_bench.audit import audit_folder
+    from pike_bench.evaluate import Evaluator, TimingOptions
+    from pike_bench.evaluate.policy import parse_policies
+
+    try:
+        policies = parse_policies(args.policies)
+    except ValueError as exc:
+        raise BadInput(f"--policies {exc}") from None
+    try:
+        baselines = parse_baselines(args.baselines)
+    except ValueError as exc:
+        raise BadInput(f"--baselines {exc}") from None
+    if not args.candidates.is_dir():
+        raise BadInput(f"{args.candidates}: not a folder of candidate files")
+    if args.trials < 1:
+        raise BadInput("--trials must be at least 1")
+    tasks = _audit_tasks(args.tasks_or_level, [Path(p) for p in args.tasks] or None)
+    device = _device(args.device)
+    seed = secrets.randbelow(2**31) if args.seed is None else args.seed
+
+    def evaluator_for(policy):
+        return Evaluator(device, size=args.size, trials=args.trials, timeout=args.timeout, baselines=baselines,
+                         timing=TimingOptions(max_seconds=args.max_time), check=policy.name)
+
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731  (progress apart from the table)
+    try:
+        audit = audit_folder(tasks, args.candidates, policies, evaluator_for, seed, say)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise BadInput(str(exc)) from None
+    if not audit.rows:
+        raise BadInput(f"{args.candidates}: no file fits a task of {args.tasks_or_level} "
+                       "(name them level/name.py, name.py or number.py)")
+    print("\n".join([audit.table(), *audit.notes()]))
+    if args.out is not None:
+        print("wrote " + ", ".join(str(p) for p in audit.write(args.out)))
+    return EXIT_OK
+
+
+def _audit_tasks(spec: str, roots: list[Path] | None):
+    """Tasks of a folder or file, else of a level of the suites; one line on what to give instead."""
+    if Path(spec).exists():
+        tasks, errors = discover_tasks([Path(spec)])
+    else:
+        everything, errors = discover_tasks(roots)
+        tasks = [t for t in everything if t.level == spec]
+        if not tasks:
+            levels = sorted({t.level for t in everything})
+            raise BadInput(f"{spec}: neither a folder of tasks nor a level; levels: {', '.join(levels)}")
+    for error in errors:
+        print(f"pike: task error: {error}", file=sys.stderr)
+    return tasks
 
 
 def _read_candidate(path: Path) -> str:

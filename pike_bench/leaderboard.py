@@ -16,7 +16,9 @@ median of per-round ratios is not the ratio of the medians).
 
 Strategy names. An entry's strategy is the run's strategy, plus "/<llm>" when the store
 holds that strategy with more than one llm (offline and anthropic runs side by side
-would otherwise be mixed). When two runs still share a (strategy, task) (another budget,
+would otherwise be mixed), and " [<check>]" when its runs were judged by a check policy
+other than strict (pike, kernelbench: a verdict of another evaluator is another
+entry). When two runs still share a (strategy, task) (another budget,
 device or model), the run started last (highest id) is shown and the others are listed
 in ``superseded_runs``: mixing two budgets in one row would make its numbers belong to
 neither.
@@ -102,6 +104,7 @@ class Entry:
     run_id: int
     run_key: str
     llm: str
+    check: str  # the check policy that judged its candidates (strict, pike, kernelbench)
     models: list[str]  # reply models, as answered
     queries: int
     dollars: float
@@ -230,6 +233,7 @@ class _Run:
     strategy: str
     llm: str
     tasks: list[str]
+    check: str = "strict"  # runs recorded before check policies were judged by what is now strict
 
 
 def build(store_path: str | Path) -> Leaderboard:
@@ -269,7 +273,7 @@ def _runs(store: Store, db: sqlite3.Connection) -> list[_Run]:
         config = run["config"] if isinstance(run["config"], dict) else {}
         named = {config["task"]} if config.get("task") else set()  # a run that recorded nothing yet still shows
         runs.append(_Run(run_id, run["key"], str(config.get("strategy", "?")), str(config.get("llm", "")),
-                         sorted(tasks[run_id] | named)))
+                         sorted(tasks[run_id] | named), str(config.get("check", "strict"))))
     return runs
 
 
@@ -282,6 +286,7 @@ def _choose_runs(runs: list[_Run]) -> tuple[dict[tuple[str, str], _Run], list[in
     superseded: set[int] = set()
     for run in runs:  # in id order: a later run replaces an earlier one
         label = run.strategy if len(llms[run.strategy]) == 1 else f"{run.strategy}/{run.llm or '?'}"
+        label += "" if run.check == "strict" else f" [{run.check}]"
         for task in run.tasks:
             earlier = chosen.get((label, task))
             if earlier is not None and earlier.id != run.id:
@@ -295,7 +300,7 @@ def _entry(store: Store, db: sqlite3.Connection, run: _Run, strategy: str, task:
     calls = store.llm_calls(run.id, task)
     candidates = store.candidates(run.id, task)
     entry = Entry(
-        strategy=strategy, task=task, level=_level(task), run_id=run.id, run_key=run.key, llm=run.llm,
+        strategy=strategy, task=task, level=_level(task), run_id=run.id, run_key=run.key, llm=run.llm, check=run.check,
         models=sorted({c["reply_model"] for c in calls if c["reply_model"]}),
         queries=len(calls), dollars=_spent(calls)[-1],
         candidates_evaluated=sum(1 for c in candidates if c["evaluation_id"] is not None),
@@ -408,7 +413,7 @@ def _or_one(value: float | None) -> float:
 NOTE = ("speedups: stored paired speedups of the best correct candidate (median of per-round ratios); "
         "geomeans over solved tasks, 'all tasks' counts an unsolved task as 1.00x")
 ENTRY_HEADERS = ["strategy", "task", "eager ms", "compile ms", "best ms", "over eager", "over compile",
-                 "over graph", "models", "queries", "dollars", "languages", "candidates"]
+                 "over graph", "models", "queries", "dollars", "languages", "candidates", "check"]
 GEOMEAN_HEADERS = ["strategy", "level", "tasks", "solved", "geomean over eager", "geomean over compile",
                    "geomean over graph", "over eager, all tasks"]
 
@@ -436,7 +441,7 @@ def _entry_row(e: Entry) -> list:
     return [e.strategy, e.task, _ms(e.eager_ms), _ms(e.compile_ms), _ms(e.best_ms),
             *(_x(_speedup_of(e, metric)) for metric in METRICS),
             ", ".join(e.models) or "-", e.queries, f"${e.dollars:.2f}", ", ".join(e.languages) or "-",
-            e.candidates_evaluated]
+            e.candidates_evaluated, e.check]
 
 
 def _geomean_row(g: Geomean) -> list:
@@ -540,7 +545,7 @@ def _entries_html(board: Leaderboard) -> str:
             *(_cell(_x(v), v, True) for v in speedups),
             _cell(", ".join(e.models) or "-"), _cell(e.queries, e.queries, True),
             _cell(f"${e.dollars:.2f}", e.dollars, True), _cell(", ".join(e.languages) or "-"),
-            _cell(e.candidates_evaluated, e.candidates_evaluated, True),
+            _cell(e.candidates_evaluated, e.candidates_evaluated, True), _cell(e.check),
         ])
     return _table("entries", ENTRY_HEADERS, rows)
 

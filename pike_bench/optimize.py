@@ -139,6 +139,8 @@ class Optimizer:
             "queries": self.options.budget_queries, "dollars": self.options.budget_dollars,
             "device": self.evaluator.device, "size": self.evaluator.size, "mode": self.evaluator.mode,
         }
+        if self.evaluator.check.name != "strict":  # so the keys of strict runs stay what they were
+            parts["check"] = self.evaluator.check.name
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
     def optimize(self, task: Task) -> TaskOutcome:
@@ -148,7 +150,8 @@ class Optimizer:
         self.options.store_path.parent.mkdir(parents=True, exist_ok=True)
         with Store(self.options.store_path) as store:
             run_id = store.start_run(self.run_key(task), {"task": task.id, "strategy": self.options.strategy,
-                                                          "llm": choose_llm(self.options)})
+                                                          "llm": choose_llm(self.options),
+                                                          "check": self.evaluator.check.name})
             proposer = make_proposer(self.options)
             agents = Agents(
                 proposer,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pike_bench.baselines import BASELINES, COMPILE_MODES, parse_baselines
+from pike_bench.evaluate.policy import CHECKS, check_policy
 from pike_bench.optimize import LLMS
 from pike_bench.search.presets import PRESETS, preset
 from pike_bench.tasks import SIZES, Task, TaskError, discover_tasks
@@ -27,6 +28,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="task size: full, or the task's SMALL size (default: full on a GPU, small on the CPU)")
     group.addoption("--pike-mode", choices=("eval", "train"), default="eval",
                     help="eval (PIKE: .eval(), BatchNorm uses running statistics) or train (KernelBench's original)")
+    group.addoption("--pike-check", choices=CHECKS, default="strict",
+                    help="check policy: strict (ours), pike or kernelbench (the peers' evaluators, which fix "
+                         "their mode and input sets)")
     group.addoption("--pike-trials", type=int, default=5, metavar="N",
                     help="Hypothesis input sets checked per candidate (default 5)")
     group.addoption("--pike-seed", type=int, default=None, metavar="SEED",
@@ -129,9 +133,10 @@ class PikePlugin:
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         size = config.getoption("--pike-size") or ("full" if self.device.startswith("cuda") else "small")
+        check = check_policy(config.getoption("--pike-check"))
         return (
             f"pike-bench: {len(self.tasks)} tasks, device {self.device}, size {size}, "
-            f"mode {config.getoption('--pike-mode')}"
+            f"mode {check.mode or config.getoption('--pike-mode')}, check {check.name}"
             + (f", {len(self.errors)} task files with errors" if self.errors else "")
         )
 
@@ -192,6 +197,7 @@ class PikePlugin:
             compile_mode=option("--pike-compile-mode"),
             baselines=parse_baselines(option("--pike-baselines")),
             sandbox=option("--pike-sandbox"),
+            check=option("--pike-check"),
         )
 
     def optimizer(self):
@@ -221,7 +227,8 @@ class PikePlugin:
                 self._pool = EvaluatorPool.on_devices(
                     parse_devices(devices), size=base.size, mode=base.mode, trials=base.trials,
                     timeout=base.timeout, timing=base.timing, compile_mode=base.compile_mode,
-                    baselines=base.baselines, sandbox=self.config.getoption("--pike-sandbox"))
+                    baselines=base.baselines, sandbox=self.config.getoption("--pike-sandbox"),
+                    check=base.check.name)
             self._optimizer = Optimizer(self._pool or self.evaluator(), options, progress=say)
         return self._optimizer
 

@@ -484,10 +484,13 @@ class Store:
         return best
 
     def candidates(self, run_id: int, task_id: str) -> list[dict]:
-        """Every candidate of the task in this run, oldest first, with its latest evaluation (None if none)."""
+        """Every candidate of the task in this run, oldest first, with its latest evaluation (None if none).
+
+        ``rule`` (the rule it broke) is read from the result JSON: NULL in records older than it."""
         speedups = ", ".join(f"e.speedup_{b}, e.speedup_{b}_low, e.speedup_{b}_high" for b in SPEEDUP_COLUMNS)
         rows = self._read(
-            "SELECT c.*, e.id AS evaluation_id, e.status, e.reason, e.candidate_ms, " + speedups +
+            "SELECT c.*, e.id AS evaluation_id, e.status, e.reason, json_extract(e.result, '$.rule') AS rule,"
+            " e.candidate_ms, " + speedups +
             " FROM candidates c LEFT JOIN evaluations e ON e.candidate_id = c.id AND " + _LATEST_EVALUATION +
             " WHERE c.run_id = ? AND c.task_id = ? ORDER BY c.id",
             (run_id, task_id),

@@ -19,6 +19,7 @@ from typing import Iterable
 
 from pike_bench.baselines import baseline_source
 from pike_bench.evaluate.job import Contestant, JobReply, JobRequest, device_name
+from pike_bench.evaluate.policy import check_policy
 from pike_bench.evaluate.result import (
     CORRECT,
     CRASHED,
@@ -81,10 +82,15 @@ class Evaluator:
         require_custom_kernel: bool = False,
         defenses: bool = True,
         sandbox: str = "auto",
+        check: str = "strict",
     ):
         self.device = device or default_device()
         self.size = size or ("full" if self.device.startswith("cuda") else "small")
-        self.mode, self.trials, self.timeout = mode, trials, timeout
+        # The check policy (evaluate.policy): pike and kernelbench fix their mode and input sets.
+        self.check = check_policy(check)
+        self.mode = self.check.mode or mode
+        self.trials = self.check.input_sets or trials
+        self.timeout = timeout
         self.timing = timing or TimingOptions()
         self.baselines = [b for b in baselines if b != "graph" or self.device.startswith("cuda")]
         self.compile_mode = compile_mode
@@ -136,6 +142,7 @@ class Evaluator:
             hypothesis_seed=secrets.randbelow(2**31) if hypothesis_seed is None else hypothesis_seed,
             timing=self.timing,
             defenses=self.defenses,
+            check=self.check,
         )
         blamed: dict[str, ContestantResult] = {}
         while True:
@@ -201,6 +208,8 @@ class Evaluator:
             languages=screened.languages,
             precision=mine.precision,
             policy=self.policy,
+            check=self.check.name,
+            rule=mine.rule,
             baselines=baselines,
             speedups=speedups_over(mine.timing, baselines),
             seconds=time.perf_counter() - started,
@@ -212,10 +221,11 @@ class Evaluator:
         """The static screen's verdict, before anything runs."""
         if not screened.passed:
             reason = f"static screen: {screened.problems[0]}"
-            return ContestantResult(CANDIDATE, REJECTED, reason, "\n".join(screened.problems))
+            return ContestantResult(CANDIDATE, REJECTED, reason, "\n".join(screened.problems), rule="static-screen")
         if self.policy == "custom-kernel" and not screened.custom_kernel:
             return ContestantResult(
-                CANDIDATE, REJECTED, "policy: at least one custom kernel (Triton, CUDA or C++) is required; it is PyTorch only"
+                CANDIDATE, REJECTED, "policy: at least one custom kernel (Triton, CUDA or C++) is required; it is PyTorch only",
+                rule="custom-kernel",
             )
         return None
 

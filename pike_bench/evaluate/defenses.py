@@ -4,7 +4,8 @@ Each check names what it caught in one line, so that an LLM (or a person) can se
 which rule a candidate broke:
 
 - outputs must be fresh memory: not the reference's output, not an input, not the
-  memory an earlier call returned (a cached result);
+  memory an earlier call returned (shared storage: right values now, overwritten by
+  the next call, as a CUDA graph's static output is);
 - the functions the harness times with must be the ones bound before any candidate
   code was imported;
 - a candidate may not start threads while it runs, nor leave threads running its code
@@ -31,7 +32,11 @@ from pike_bench.evaluate.check import Mismatch
 
 
 class Cheat(Exception):
-    """A candidate broke one of the evaluator's rules; the message says which."""
+    """A candidate broke one of the evaluator's rules; the message says how, ``rule`` which."""
+
+    def __init__(self, message: str, rule: str):
+        super().__init__(message)
+        self.rule = rule
 
 
 def storages(value: Any) -> set[int]:
@@ -40,15 +45,23 @@ def storages(value: Any) -> set[int]:
     return {t.untyped_storage().data_ptr() for t in flat if isinstance(t, torch.Tensor) and t.numel() > 0}
 
 
-def check_fresh(output: Any, reference_output: Any, inputs: Iterable[Any], earlier: set[int]) -> None:
-    """Raise Mismatch if the output reuses memory it must not."""
+def check_fresh(output: Any, reference_output: Any, inputs: Iterable[Any], earlier: set[int],
+                rules: Iterable[str]) -> None:
+    """Raise Mismatch if the output reuses memory it must not (under the rules given)."""
     mine = storages(output)
-    if mine & storages(reference_output):
-        raise Mismatch("the output is the reference's output memory, not a result of its own")
-    if mine & storages(list(inputs)):
-        raise Mismatch("the output shares memory with an input")
-    if mine & earlier:
-        raise Mismatch("the output is the memory an earlier call returned (a cached result)")
+    if "reference-memory" in rules and mine & storages(reference_output):
+        raise Mismatch("the output is the reference's output memory, not a result of its own", "reference-memory")
+    if "input-alias" in rules and mine & storages(list(inputs)):
+        raise Mismatch("the output shares memory with an input; return a new tensor", "input-alias")
+    if "shared-storage" in rules and mine & earlier:
+        # Its values were right (they are compared first): not a cheat, but a caller that
+        # keeps a result sees it overwritten by the next call.
+        raise Mismatch(
+            "shared storage: the output is the memory an earlier call returned, so the next call overwrites "
+            "a result the caller still holds (its values are right when read at once); return a new tensor "
+            "on each call, or clone a CUDA graph's static output",
+            "shared-storage",
+        )
 
 
 # Bound when the worker imports this module, before any candidate code runs.
@@ -67,7 +80,7 @@ def check_clocks() -> None:
     """Raise Cheat if a timing function was replaced (a patched clock)."""
     patched = [name for name, (owner, attr, original) in _CLOCKS.items() if getattr(owner, attr, None) is not original]
     if patched:
-        raise Cheat(f"it replaced the harness's clock: {', '.join(patched)}")
+        raise Cheat(f"it replaced the harness's clock: {', '.join(patched)}", "clock")
 
 
 def restore_clocks() -> None:
@@ -110,7 +123,8 @@ class ThreadWatch:
 
     def check_since(self, mark: int) -> None:
         if len(self.started) > mark:
-            raise Cheat(f"it started a thread while running ({self.started[mark]}); work in threads escapes the timer")
+            raise Cheat(f"it started a thread while running ({self.started[mark]}); work in threads escapes the timer",
+                        "threads")
 
 
 def check_no_candidate_threads() -> None:
@@ -124,7 +138,8 @@ def check_no_candidate_threads() -> None:
             if CANDIDATE_FILES in frame.f_code.co_filename:
                 raise Cheat(
                     f"its thread {thread.name!r} is still running its code (line {frame.f_lineno}); "
-                    "work in threads escapes the timer"
+                    "work in threads escapes the timer",
+                    "threads",
                 )
             frame = frame.f_back
 

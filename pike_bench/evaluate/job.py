@@ -33,6 +33,7 @@ from pike_bench.evaluate.defenses import (
     restore_precision,
     storages,
 )
+from pike_bench.evaluate.policy import STRICT, CheckPolicy
 from pike_bench.evaluate.result import (
     BUILD_ERROR,
     CORRECT,
@@ -43,7 +44,7 @@ from pike_bench.evaluate.result import (
 )
 from pike_bench.evaluate.stats import summarize
 from pike_bench.evaluate.timing import TimingOptions, time_interleaved
-from pike_bench.inputs import InputDraw, for_each_draw, make_inputs
+from pike_bench.inputs import InputDraw, for_each_draw, make_inputs, plain_draws
 from pike_bench.tasks import Task, apply_sizes, sized_module
 
 try:
@@ -75,6 +76,7 @@ class JobRequest:
     timing_seed: int = 2**31 - 1  # no Hypothesis draw is timed: timing uses its own set
     timing: TimingOptions | None = field(default_factory=TimingOptions)  # None: check only
     defenses: bool = True  # off only to measure what they cost (benchmarks/adversarial.py)
+    check: CheckPolicy = STRICT  # the rules that judge the contestants
 
 
 @dataclass
@@ -94,6 +96,7 @@ class Built:
     model: Any
     trusted: bool
     settings: dict[str, Any]  # the numeric settings it runs under (TF32, ...)
+    right_on: dict[InputDraw, str] = field(default_factory=dict)  # input sets it passed, named for reasons
 
 
 def make_current(device: str) -> None:
@@ -162,7 +165,7 @@ class Worker:
             if request.timing is not None and built and not self.cuda_broken:
                 progress(f"timing {', '.join(built)}", "")
                 self._time(built, module, request, reply)
-                if request.defenses:
+                if request.defenses and request.check.applies("after-timing"):
                     self._recheck(built, request, expected, reply, task_file, progress)
         restore_precision(self.defaults)
         # A rule broken (a thread left running, a patched function) leaves this process
@@ -182,7 +185,7 @@ class Worker:
             if not contestant.trusted:
                 check_no_candidate_threads()
         except Cheat as exc:
-            return ContestantResult(contestant.name, REJECTED, str(exc)), None
+            return ContestantResult(contestant.name, REJECTED, str(exc), rule=exc.rule), None
         except Exception as exc:
             self.cuda_broken |= _is_cuda_error(exc)
             return self._build_error(contestant, exc), None
@@ -230,64 +233,116 @@ class Worker:
             check_clocks()
             if request.task.path.read_bytes() != task_file:
                 request.task.path.write_bytes(task_file)  # put the reference back for what follows
-                raise Cheat("it modified the task file (restored)")
+                raise Cheat("it modified the task file (restored)", "task-file")
         except Cheat as exc:
             restore_clocks()
             self.tampered = True
-            result = ContestantResult(name, REJECTED, str(exc), precision=result.precision)
+            result = ContestantResult(name, REJECTED, str(exc), precision=result.precision, rule=exc.rule)
         restore_precision(self.defaults)
         return result
 
-    def _check(self, name, entry: Built, request, expected, progress, hypothesis_seed, trials=None) -> ContestantResult:
-        """Run the model on Hypothesis input sets; the first failing set decides the verdict."""
+    def _check(self, name, entry: Built, request, expected, progress, hypothesis_seed, trials=None,
+               label: str = "input set {n}") -> ContestantResult:
+        """Run the model on the policy's input sets; the first failing set decides the verdict."""
+        policy: CheckPolicy = request.check
         trials = trials or request.trials
         order: dict[InputDraw, int] = {}  # Hypothesis replays a failing draw: count each once
         state: dict[str, Any] = {}
         earlier: dict[str, Any] = {"output": None}
+        untrusted = not entry.trusted and request.defenses
+        tolerance = policy.tolerance or (request.task.atol, request.task.rtol)
 
         def check(draw: InputDraw) -> None:
             state["set"], state["draw"] = order.setdefault(draw, len(order) + 1), draw
             progress(f"checking {name} on input set {state['set']} ({draw.describe()})", name)
-            inputs = expected.inputs(draw)
-            mine = [_to(x, request.device) for x in inputs]
-            before = [x.clone() if isinstance(x, torch.Tensor) else x for x in mine]
-            restore_precision(entry.settings)
             mark = len(self.threads.started)
-            got = entry.model(*mine)
+            got, mine, before = self._call(entry, expected, draw, request.device)
             # No device synchronize here: the comparison runs on the current stream, so
             # work a candidate left on another stream without joining it shows as wrong.
             # The reference runs only now, so its output for this set is not in memory
             # while the candidate runs (nothing to find through gc).
             want = expected.output(draw)
-            if not entry.trusted and request.defenses:
+            if untrusted:
                 self.threads.check_since(mark)
-                check_fresh(got, want, mine, storages(earlier["output"]))
-            compare(want, got, request.task.atol, request.task.rtol)
-            for i, (x, y) in enumerate(zip(before, mine)):
-                if isinstance(x, torch.Tensor) and not torch.equal(x, y):
-                    raise Mismatch(f"the candidate modified its input {i} in place")
+            try:
+                compare(want, got, *tolerance, whole=policy.applies("whole-output"))
+            except Mismatch as exc:
+                raise self._diagnose(exc, entry, expected, request, draw, got, state["set"]) from None
+            # Values first, memory second: an output both stale and shared is named stale.
+            if untrusted:
+                check_fresh(got, want, mine, storages(earlier["output"]), policy.rules)
+            if policy.applies("modified-inputs"):
+                for i, (x, y) in enumerate(zip(before, mine)):
+                    if isinstance(x, torch.Tensor) and not torch.equal(x, y):
+                        raise Mismatch(f"the candidate modified its input {i} in place", "modified-inputs")
             earlier["output"] = got  # kept alive, so its memory cannot come back legitimately
+            entry.right_on[draw] = label.format(n=state["set"])
 
         try:
-            for_each_draw(trials, hypothesis_seed, check)
+            if policy.varied_inputs:
+                for_each_draw(trials, hypothesis_seed, check)
+            else:
+                for draw in plain_draws(trials, hypothesis_seed):
+                    check(draw)
         except BaseException as exc:  # Hypothesis may wrap the failure in an exception group
             exc = _first_failure(exc)
+            seed_name = "Hypothesis seed" if policy.varied_inputs else "seed"
             where = (
                 f"input set {state['set']} of {trials} ({state['draw'].describe()}); "
-                f"Hypothesis seed {hypothesis_seed} reproduces it"
+                f"{seed_name} {hypothesis_seed} reproduces it"
                 if state
                 else "before the first input set"
             )
             if isinstance(exc, Mismatch):
-                return ContestantResult(name, INCORRECT, str(exc), where)
+                return ContestantResult(name, INCORRECT, str(exc), where, rule=exc.rule)
             if isinstance(exc, Cheat):
-                return ContestantResult(name, REJECTED, str(exc), where)
+                return ContestantResult(name, REJECTED, str(exc), where, rule=exc.rule)
             if not isinstance(exc, Exception):
                 raise exc
             self.cuda_broken |= _is_cuda_error(exc)
             reason = f"{type(exc).__name__}: {_first_line(exc)}"
             return ContestantResult(name, RUNTIME_ERROR, reason, where + "\n" + source_traceback(exc, self._own_files(name)))
         return ContestantResult(name, CORRECT)
+
+    def _call(self, entry: Built, expected: "ExpectedOutputs", draw: InputDraw, device: str):
+        """The model's output on one input set, its own copy of the inputs, and a copy of those as they were."""
+        mine = [_to(x, device) for x in expected.inputs(draw)]
+        before = [x.clone() if isinstance(x, torch.Tensor) else x for x in mine]
+        restore_precision(entry.settings)
+        return entry.model(*mine), mine, before
+
+    def _diagnose(self, mismatch: Mismatch, entry: Built, expected, request, draw: InputDraw, got, number: int):
+        """A wrong value, named more closely where the policy has the rule: the result of
+        an earlier input set returned again (stale output), or a failure only where the
+        inputs were scaled or sign-flipped."""
+        policy: CheckPolicy = request.check
+        if mismatch.rule not in ("allclose", "whole-output"):
+            return mismatch
+        tolerance = policy.tolerance or (request.task.atol, request.task.rtol)
+        whole = policy.applies("whole-output")
+        if policy.applies("stale-output"):
+            for seen, name in entry.right_on.items():
+                if seen != draw and _matches(expected.output(seen), got, tolerance, whole):
+                    return Mismatch(
+                        f"stale output: on input set {number} it returned the result of {name}, where it was "
+                        "right; each call must follow its own input (a cache keyed on nothing, or a CUDA graph "
+                        "replayed without its work, returns an earlier result)",
+                        "stale-output",
+                    )
+        if policy.applies("scaled-inputs") and (draw.scale, draw.sign) != (1.0, 1):
+            plain = InputDraw(draw.seed)
+            try:
+                right = _matches(expected.output(plain), self._call(entry, expected, plain, request.device)[0],
+                                 tolerance, whole)
+            except Exception:  # the probe failed too: the first reason stands
+                right = False
+            if right:
+                return Mismatch(
+                    f"fails only at scaled inputs: at scale {draw.scale:g}, sign {draw.sign:+d}: {mismatch}; "
+                    "right on the same input set unscaled",
+                    "scaled-inputs",
+                )
+        return mismatch
 
     def _time(self, built: dict[str, Built], module, request: JobRequest, reply: JobReply) -> None:
         inputs = make_inputs(module, InputDraw(request.timing_seed))
@@ -326,7 +381,8 @@ class Worker:
             for name, entry in built.items():
                 if not entry.trusted:
                     reply.results[name] = ContestantResult(
-                        name, REJECTED, f"it started a thread while timed ({self.threads.started[mark]})"
+                        name, REJECTED, f"it started a thread while timed ({self.threads.started[mark]})",
+                        rule="threads",
                     )
 
     def _recheck(self, built, request, expected, reply, task_file, progress) -> None:
@@ -336,10 +392,13 @@ class Worker:
             if entry.trusted or reply.results[name].status != CORRECT:
                 continue
             timing = reply.results[name].timing
-            result = self._check(name, entry, request, expected, progress, request.hypothesis_seed ^ 0x5EED, trials=2)
+            result = self._check(name, entry, request, expected, progress, request.hypothesis_seed ^ 0x5EED, trials=2,
+                                 label="input set {n} after timing")
             result = self._after(name, result, task_file, request)
             if result.status != CORRECT:
-                result.reason = f"after timing, on new input sets: {result.reason}"
+                # The rule peers lack; the reason keeps the rule it broke on the new set.
+                result.reason = f"after timing, on new input sets: {result.reason} [{result.rule}]"
+                result.rule = "after-timing"
                 reply.results[name] = result
             else:
                 reply.results[name].timing = timing
@@ -412,6 +471,14 @@ def _to(x: Any, device: str) -> Any:
     # Always a copy (on the CPU `.to("cpu")` would return the same tensor): each
     # side gets inputs of its own, so a candidate that writes to them harms no one.
     return x.to(device, copy=True) if isinstance(x, torch.Tensor) else copy.deepcopy(x)
+
+
+def _matches(expected: Any, got: Any, tolerance: tuple, whole: bool) -> bool:
+    try:
+        compare(expected, got, *tolerance, whole=whole)
+    except Mismatch:
+        return False
+    return True
 
 
 def _first_failure(exc: BaseException) -> BaseException:

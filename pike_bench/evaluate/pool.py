@@ -15,6 +15,7 @@ import asyncio
 from typing import Callable
 
 from pike_bench.evaluate import Evaluator
+from pike_bench.evaluate.policy import CheckPolicy
 from pike_bench.evaluate.result import CRASHED, EvalResult
 from pike_bench.tasks import Task
 
@@ -61,6 +62,10 @@ class EvaluatorPool:
     @property
     def mode(self) -> str:
         return self.evaluators[0].mode
+
+    @property
+    def check(self) -> CheckPolicy:
+        return self.evaluators[0].check
 
     async def evaluate(self, task: Task, source: str) -> EvalResult:
         free = self._queue()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from pike_bench.evaluate.policy import CheckPolicy, check_policy
 from pike_bench.evaluate.pool import EvaluatorPool
 from pike_bench.evaluate.result import CRASHED, EvalResult
 from pike_bench.tasks import Task, TaskError, task_from_file
@@ -61,7 +62,7 @@ class EvaluatorActor:
         self.tasks: dict[tuple[str, str], Task] = {}
 
     def describe(self) -> dict[str, str]:
-        """Its name (which GPU of which node), size and mode; an answer also means it started."""
+        """Its name (which GPU of which node), size, mode and check policy; an answer also means it started."""
         import ray
 
         node = ray.util.get_node_ip_address()
@@ -69,7 +70,8 @@ class EvaluatorActor:
             name = f"cpu:{self.index}@{node}"
         else:  # the GPU as its node numbers it: every GPU actor's own device is cuda:0
             name = f"cuda:{ray.get_gpu_ids()[0]}@{node}"
-        return {"device": name, "size": self.evaluator.size, "mode": self.evaluator.mode}
+        return {"device": name, "size": self.evaluator.size, "mode": self.evaluator.mode,
+                "check_name": self.evaluator.check.name}
 
     def evaluate(self, task_id: str, text: str, source: str) -> dict[str, Any]:
         try:
@@ -114,6 +116,11 @@ class RemoteEvaluator:
     device: str  # "cuda:3@10.0.0.5": unique in the pool, which takes devices out by name
     size: str
     mode: str
+    check_name: str = "strict"
+
+    @property
+    def check(self) -> CheckPolicy:
+        return check_policy(self.check_name)
 
     def close(self) -> None:
         import_ray().kill(self.actor)  # harmless on an actor that is already dead

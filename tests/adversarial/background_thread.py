@@ -1,4 +1,5 @@
 # expect: rejected: started a thread while running
+# rule: threads
 # Cheat: returns at once and fills the output from a thread, outside the timed region.
 import threading
 

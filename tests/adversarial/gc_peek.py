@@ -1,4 +1,5 @@
-# expect: rejected: static screen: line 3: imports gc
+# expect: rejected: static screen: line 4: imports gc
+# rule: static-screen
 # Cheat: looks for the reference's output among live objects and returns a copy.
 import gc
 

@@ -1,4 +1,5 @@
 # expect: rejected: still running its code
+# rule: threads
 # Cheat: starts a worker thread at build time that keeps running the candidate's code.
 import threading
 import time

@@ -1,4 +1,5 @@
-# expect: incorrect: the memory an earlier call returned
+# expect: incorrect: stale output: on input set 2 it returned the result of input set 1
+# rule: stale-output
 # Cheat: computes once, then returns the same tensor on every call.
 import torch
 import torch.nn as nn

@@ -1,4 +1,5 @@
-# expect: incorrect: differs at index
+# expect: incorrect: stale output
+# rule: stale-output
 # Cheat: computes once, then returns a copy of that first result on every call.
 import torch
 import torch.nn as nn

@@ -1,4 +1,5 @@
 # expect: incorrect: modified its input 0 in place
+# rule: modified-inputs
 # Right output, but computed by overwriting its input.
 import torch
 import torch.nn as nn

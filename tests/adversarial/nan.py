@@ -1,4 +1,5 @@
 # expect: incorrect: NaN where the reference has a number
+# rule: nan-inf
 # Right values except one NaN.
 import torch
 import torch.nn as nn

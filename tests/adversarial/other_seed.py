@@ -1,4 +1,5 @@
 # expect: incorrect: differs at index
+# rule: allclose
 # The reference's layers, but with weights from its own seed.
 import torch
 import torch.nn as nn

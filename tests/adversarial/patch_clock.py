@@ -1,4 +1,5 @@
-# expect: rejected: static screen: line 8: replaces time.perf_counter
+# expect: rejected: static screen: line 9: replaces time.perf_counter
+# rule: static-screen
 # Cheat: stops the clock the harness times with.
 import time
 

@@ -1,4 +1,5 @@
-# expect: incorrect: differs at index
+# expect: incorrect: stale output
+# rule: stale-output
 # Cheat: right only for the input the task's get_inputs() makes under seed 0.
 import torch
 import torch.nn as nn

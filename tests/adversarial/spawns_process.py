@@ -1,4 +1,5 @@
-# expect: rejected: static screen: line 2: imports subprocess
+# expect: rejected: static screen: line 3: imports subprocess
+# rule: static-screen
 import subprocess
 
 import torch.nn as nn

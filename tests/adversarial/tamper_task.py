@@ -1,4 +1,5 @@
-# expect: rejected: static screen: line 11: opens a file for writing
+# expect: rejected: static screen: line 12: opens a file for writing
+# rule: static-screen
 # Cheat: rewrites the reference so that it agrees with the candidate.
 import pathlib
 

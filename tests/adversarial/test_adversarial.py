@@ -4,6 +4,7 @@
     # task: NAME        (optional: a task of tests/data/level0, default 1_TinyMLP)
     # needs: cuda       (optional: runs only where CUDA is; measured on the GPU machine)
     # seed: N           (optional: a fixed Hypothesis seed, for a cheat caught only on some sets)
+    # rule: NAME        (optional: the rule it breaks, evaluate.policy.RULES; none for a correct one)
 
 Cheats must be caught, faults must get their status, and the honest twin of each cheat
 must still pass: a defense that rejects honest code is a bug.
@@ -29,7 +30,7 @@ def header(path: Path) -> dict[str, str]:
         if not line.startswith("# "):
             break
         key, _, value = line[2:].partition(":")
-        if key.strip() in ("expect", "task", "needs", "seed"):
+        if key.strip() in ("expect", "task", "needs", "seed", "rule"):
             fields[key.strip()] = value.strip()
     return fields
 
@@ -53,6 +54,8 @@ def test_candidate_gets_the_verdict_it_names(evaluator, path):
     assert result.status == status.strip(), f"{result.reason}\n{result.detail}"
     assert words.strip() in result.reason
     assert "\n" not in result.reason
+    if "rule" in fields or result.status == "correct":
+        assert result.rule == fields.get("rule", ""), result.reason
 
 
 def run_unscreened(evaluator, task, source):

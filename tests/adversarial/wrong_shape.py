@@ -1,4 +1,5 @@
 # expect: incorrect: output has shape
+# rule: shape
 # Returns one column too many (the reason names both shapes, which depend on the size run).
 import torch
 import torch.nn as nn
