@@ -113,7 +113,8 @@ Event = TaskStarted | Waiting | Evaluated | TaskFinished
 def waiting_for(task_id: str, phase: str, who: str) -> Waiting:
     """The worker's step (its own words, and the contestant it concerns) in a person's words."""
     named = {**{b: f"the {b} baseline" for b in BASELINES}, "candidate": "the candidate"}
-    what = phase.split(" (", 1)[0]  # the input set's description is the record's business
+    # The task's id is already on the line, and the input set's description is for the record.
+    what = phase.split(" (", 1)[0].replace(f" of {task_id}", "")
     if who in named:
         what = what.replace(who, named[who], 1)
     slow = phase == "starting the worker" or (who in BASELINES and phase.startswith("building "))
