@@ -32,6 +32,7 @@ import torch
 from pike_bench.evaluate import TimingOptions
 from pike_bench.evaluate.pool import EvaluatorPool, parse_devices
 from pike_bench.optimize import Optimizer, OptimizeOptions
+from pike_bench.progress import for_terminal
 from pike_bench.tasks import find_task
 
 TASKS = "level3/1_MLP,level3/4_LeNet5,level3/8_ResNetBasicBlock,level3/19_MobileNetV1"
@@ -46,7 +47,7 @@ def run_set(devices: list[str], tasks: list[str], budget: int, size: str | None,
     timing = TimingOptions(max_seconds=1)
     started = time.perf_counter()
     with EvaluatorPool.on_devices(devices, size=size, trials=2, timing=timing, baselines=("eager", "compile")) as pool:
-        optimizer = Optimizer(pool, options, progress=lambda line: print(line, flush=True))
+        optimizer = Optimizer(pool, options, progress=for_terminal())
         for task_id in tasks:
             optimizer.optimize(find_task(task_id))
     minutes = (time.perf_counter() - started) / 60

@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--baselines", default=",".join(BASELINES), metavar="eager,compile,graph",
                      help="baselines timed beside each candidate (eager always is)")
     opt.add_argument("--check", choices=CHECKS, default="strict", help=CHECK_HELP)
+    opt.add_argument("--quiet", "-q", action="store_true",
+                     help="no progress lines or bar while it runs: only the table at the end")
 
     keep = commands.add_parser("accept", help="check a candidate and keep it as a task's solution (gated on every run)")
     keep.add_argument("candidate", type=Path, help="Python file that defines ModelNew")
@@ -221,6 +223,7 @@ def optimize_tasks(args: argparse.Namespace) -> int:
     from pike_bench.evaluate import Evaluator, TimingOptions
     from pike_bench import leaderboard
     from pike_bench.optimize import Optimizer, OptimizeOptions, choose_llm
+    from pike_bench.progress import for_terminal
     from pike_bench.report import optimize_table
 
     roots = [Path(p) for p in args.tasks] or None
@@ -261,7 +264,7 @@ def optimize_tasks(args: argparse.Namespace) -> int:
         evaluator = Evaluator(device, size=args.size, timing=timing, baselines=baselines, sandbox=sandbox,
                               check=args.check)
     with evaluator:
-        optimizer = Optimizer(evaluator, options)
+        optimizer = Optimizer(evaluator, options, progress=for_terminal(args.quiet))
         outcomes = [optimizer.optimize(task) for task in tasks]
     print(optimize_table(outcomes))
     print(f"leaderboard: {leaderboard.publish(options.store_path, options.store_path.parent / 'leaderboard')}")

@@ -11,11 +11,12 @@ Works the same from Python, the `pike optimize` command and `pytest --pike-optim
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
-import threading
-from dataclasses import asdict, dataclass, is_dataclass
+import time
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +31,7 @@ from pike_bench.search.pike_b import PikeBConfig, pike_b
 from pike_bench.search.pike_o import pike_o
 from pike_bench.search.presets import preset
 from pike_bench import solutions
+from pike_bench.progress import Evaluated, Event, TaskFinished, TaskStarted, Waiting, waiting_for
 from pike_bench.store import Store, source_hash
 from pike_bench.tasks import Task
 
@@ -63,6 +65,7 @@ class TaskOutcome:
     solution: Path | None = None  # where the best candidate was written, if it beat the stored one
     note: str = ""  # why no solution was written, when there was a candidate
     failed_queries: int = 0  # queries that gave no program (each is in the record with its reason)
+    speedup_graph: float | None = None  # None where the graph baseline was not timed (the CPU)
 
 
 def choose_llm(options: OptimizeOptions) -> str:
@@ -122,12 +125,29 @@ def resumed_budget(options: OptimizeOptions, store: Store, run_id: int, task_id:
                   by_role=store.queries_by_role(run_id, task_id))
 
 
+@dataclass
+class Heard:
+    """What the progress lines need from the replies of one task: the offline proposer's
+    move behind each LLM call, and whether the brainstorming agent (no candidate) answered."""
+
+    moves: dict[int | None, str] = field(default_factory=dict)
+    ideas: int = 0
+
+    def __call__(self, request: Request, reply: Reply) -> None:
+        if request.role == "iba":
+            self.ideas += 1
+        if "move" in reply.meta:
+            self.moves[reply.meta.get("llm_call_id")] = reply.meta["move"]
+
+
 class Optimizer:
+    """`progress` hears the events of :mod:`pike_bench.progress`; each prints as its line."""
+
     def __init__(self, evaluator: Evaluator | EvaluatorPool, options: OptimizeOptions,
-                 progress: Callable[[str], None] = print):
+                 progress: Callable[[Event], None] = print):
         self.evaluator, self.options, self.progress = evaluator, options, progress
         self.config = preset(options.strategy)
-        self._lock = threading.Lock()  # one worker process: evaluations go one at a time
+        self._turn: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None  # see _one_at_a_time
         self.prebuilder = _prebuilder(evaluator) if options.prebuild else None
 
     def run_key(self, task: Task) -> str:
@@ -147,6 +167,16 @@ class Optimizer:
         return asyncio.run(self.optimize_async(task))
 
     async def optimize_async(self, task: Task) -> TaskOutcome:
+        started, outcome = time.perf_counter(), None
+        self.progress(TaskStarted(task.id, self.options.strategy, choose_llm(self.options),
+                                  self.options.budget_queries, self.options.budget_dollars))
+        try:
+            outcome = await self._search(task)
+            return outcome
+        finally:
+            self.progress(TaskFinished(task.id, outcome, time.perf_counter() - started))
+
+    async def _search(self, task: Task) -> TaskOutcome:
         self.options.store_path.parent.mkdir(parents=True, exist_ok=True)
         with Store(self.options.store_path) as store:
             run_id = store.start_run(self.run_key(task), {"task": task.id, "strategy": self.options.strategy,
@@ -162,7 +192,8 @@ class Optimizer:
                 device=self.evaluator.device,
                 ledger=StoreLedger(store, run_id, proposer),
             )
-            agents.on_scored = lambda scored: self._record(store, run_id, task, scored, agents)
+            heard = agents.on_reply = Heard()
+            agents.on_scored = lambda scored: self._record(store, run_id, task, scored, agents, heard)
             try:
                 if isinstance(self.config, PikeBConfig):
                     await pike_b(agents, self.config)
@@ -194,46 +225,70 @@ class Optimizer:
 
         return evaluate
 
-    def _evaluate(self, task: Task, source: str) -> EvalResult:
-        with self._lock:
-            return self.evaluator.evaluate(task, source)
-
     async def _evaluate_async(self, task: Task, source: str) -> EvalResult:
+        on_phase = self._phases_of(task)
         if self.prebuilder is not None and self.prebuilder.needed(source):
             # Compiled on the CPU first, while the GPU evaluates other candidates.
+            self.progress(Waiting(task.id, "building the candidate's extensions on the CPU"))
             await self.prebuilder.build(source)
         # A pool spreads candidates over its devices; a single evaluator takes them in turn.
         if isinstance(self.evaluator, EvaluatorPool):
-            return await self.evaluator.evaluate(task, source)
+            return await self.evaluator.evaluate(task, source, on_phase=on_phase)
         try:
-            return await asyncio.to_thread(self._evaluate, task, source)
+            async with self._one_at_a_time():
+                return await asyncio.to_thread(self.evaluator.evaluate, task, source, on_phase=on_phase)
         except asyncio.CancelledError:  # Ctrl-C: see Evaluator.interrupt
             self.evaluator.interrupt()
             raise
 
-    def _record(self, store: Store, run_id: int, task: Task, scored: Scored, agents: Agents) -> None:
+    def _one_at_a_time(self) -> asyncio.Lock:
+        """One worker process: evaluations go in turn. A lock of the event loop, not of the
+        threads: the next evaluation starts only once the loop has heard this one's verdict,
+        so the progress lines come in order. One per loop (each task's runs its own)."""
+        loop = asyncio.get_running_loop()
+        if self._turn is None or self._turn[0] is not loop:
+            self._turn = (loop, asyncio.Lock())
+        return self._turn[1]
+
+    def _phases_of(self, task: Task):
+        """The worker's steps as Waiting events, handed from the evaluating thread to this
+        loop's, where every other progress event is sent from."""
+        loop = asyncio.get_running_loop()
+
+        def on_phase(phase: str, who: str) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed (Ctrl-C): nobody is watching
+                loop.call_soon_threadsafe(self.progress, waiting_for(task.id, phase, who))
+
+        return on_phase
+
+    def _record(self, store: Store, run_id: int, task: Task, scored: Scored, agents: Agents, heard: Heard) -> None:
         first = store.first_evaluated(run_id, task.id, scored.source)
         candidate = store.record_candidate(
             run_id, task.id, scored.source, parent_ids=list(scored.parents), island=scored.island,
             round=scored.round, agent=scored.agent, slot=scored.slot, llm_call_id=scored.call_id, same_as=first,
         )
-        if not store.has_evaluation(candidate):  # else: recorded by an earlier start of this run
+        recorded = store.has_evaluation(candidate)  # by an earlier start of this run
+        if not recorded:
             store.record_evaluation(candidate, scored.outcome.result)
+        result = scored.outcome.result
         best = agents.best(1)
-        best_text = f"best {best[0].outcome.speedup:.2f}x over eager" if best and best[0].outcome.speedup else "no correct candidate yet"
-        budget = agents.budget
-        self.progress(f"{task.id}: {budget.spent_queries} queries, ${budget.spent_dollars:.2f}, "
-                      f"{len(agents.history)} candidates, {best_text}")
+        self.progress(Evaluated(
+            task.id, scored.number + 1, scored.agent, heard.moves.get(scored.call_id), scored.outcome.status,
+            scored.outcome.reason, _speedups(result),
+            result.seconds if result else None, recorded and result is not None,
+            len(agents.history) + heard.ideas, best[0].outcome.speedup if best else None, scored.outcome.reused,
+        ))
 
     def _outcome(self, task: Task, agents: Agents) -> TaskOutcome:
         best = agents.best(1)
         top = best[0] if best else None
         result = top.outcome.result if top else None
-        compile_speedup = result.speedups.get("compile") if result else None
+        over = _speedups(result)
         outcome = TaskOutcome(
-            task.id, top, top.outcome.speedup if top else None, compile_speedup.value if compile_speedup else None,
+            task.id, top, top.outcome.speedup if top else None, over.get("compile"),
             agents.budget.spent_queries, agents.budget.spent_dollars, len(agents.history),
             failed_queries=len(agents.failed_queries),
+            speedup_graph=over.get("graph"),
         )
         if result is not None and result.status == CORRECT:
             outcome.solution, outcome.note = self._write_solution(task, top, result)
@@ -264,6 +319,11 @@ def _outcome_of(result: EvalResult, reused: bool = False) -> Outcome:
     runtime = result.timing.median_ms if result.timing else None
     return Outcome(result.status, runtime, eager.value if eager else None, result.reason, result.detail,
                    result=result, reused=reused)
+
+
+def _speedups(result: EvalResult | None) -> dict[str, float]:
+    """Over each baseline timed beside the candidate (none for a reply without code)."""
+    return {name: speedup.value for name, speedup in result.speedups.items()} if result else {}
 
 
 def _prebuilder(evaluator: Evaluator | EvaluatorPool) -> Prebuilder | None:

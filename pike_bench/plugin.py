@@ -212,8 +212,10 @@ class PikePlugin:
                 concurrency=option("--pike-concurrency"), store_path=Path(option("--pike-store")),
                 solutions_dir=Path(option("--pike-solutions")),
             )
-            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-            say = reporter.write_line if reporter else print
+            from pike_bench.progress import for_pytest
+
+            display = for_pytest(self.config)
+            say = display.line  # notes are shown under -q too
             if choose_llm(options) == "offline":
                 say("pike-bench: no ANTHROPIC_API_KEY, so the offline proposer writes the candidates "
                     "(known-good rewrites, no LLM, no cost)")
@@ -229,7 +231,7 @@ class PikePlugin:
                     timeout=base.timeout, timing=base.timing, compile_mode=base.compile_mode,
                     baselines=base.baselines, sandbox=self.config.getoption("--pike-sandbox"),
                     check=base.check.name)
-            self._optimizer = Optimizer(self._pool or self.evaluator(), options, progress=say)
+            self._optimizer = Optimizer(self._pool or self.evaluator(), options, progress=display)
         return self._optimizer
 
     def _ray_pool(self, say):

@@ -56,12 +56,14 @@ def eval_table(result: EvalResult) -> str:
 
 
 def optimize_table(outcomes: list) -> str:
-    """Per task: the best candidate's speedups, and what the search spent."""
+    """Per task: the best candidate's speedups, and what the search spent. A speedup not
+    measured (graph on the CPU, or no correct candidate) is shown as "-"."""
     rows = [
         [
             o.task_id,
             "-" if o.speedup_eager is None else f"{o.speedup_eager:.2f}x",
             "-" if o.speedup_compile is None else f"{o.speedup_compile:.2f}x",
+            "-" if o.speedup_graph is None else f"{o.speedup_graph:.2f}x",
             o.queries,
             o.failed_queries,
             f"${o.dollars:.2f}",
@@ -70,6 +72,6 @@ def optimize_table(outcomes: list) -> str:
         ]
         for o in outcomes
     ]
-    headers = ["task", "best over eager", "best over compile", "queries", "failed queries", "dollars", "candidates",
-               "solution written"]
+    headers = ["task", "best over eager", "best over compile", "best over graph", "queries", "failed queries",
+               "dollars", "candidates", "solution written"]
     return tabulate(rows, headers=headers, tablefmt="github")

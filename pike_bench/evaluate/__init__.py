@@ -33,7 +33,7 @@ from pike_bench.evaluate.result import (
 from pike_bench.evaluate.sandbox import Sandbox
 from pike_bench.evaluate.stats import paired_speedup
 from pike_bench.evaluate.timing import TimingOptions
-from pike_bench.evaluate.worker import WorkerDied, WorkerProcess
+from pike_bench.evaluate.worker import OnPhase, WorkerDied, WorkerProcess
 from pike_bench.screen import Screen, screen
 from pike_bench.tasks import Task
 
@@ -130,8 +130,10 @@ class Evaluator:
             for name in self.baselines
         ]
 
-    def run(self, task: Task, contestants: list[Contestant], hypothesis_seed: int | None = None) -> JobReply:
-        """Check and time contestants side by side; a crash or hang is pinned on the one that caused it."""
+    def run(self, task: Task, contestants: list[Contestant], hypothesis_seed: int | None = None,
+            on_phase: OnPhase | None = None) -> JobReply:
+        """Check and time contestants side by side; a crash or hang is pinned on the one that caused it.
+        `on_phase` hears what the worker is doing, step by step (for progress displays)."""
         request = JobRequest(
             task=task,
             contestants=contestants,
@@ -150,7 +152,7 @@ class Evaluator:
                 reply = self._reply_without_worker(task_error="interrupted")
                 break
             try:
-                reply = self.worker.run(request, self.timeout)
+                reply = self.worker.run(request, self.timeout, on_phase)
             except WorkerDied as died:
                 if self.interrupted:
                     reply = self._reply_without_worker(task_error="interrupted")
@@ -180,7 +182,8 @@ class Evaluator:
 
         return JobReply({}, device_name(self.device), torch.__version__, task_error)
 
-    def evaluate(self, task: Task, candidate_source: str, hypothesis_seed: int | None = None) -> EvalResult:
+    def evaluate(self, task: Task, candidate_source: str, hypothesis_seed: int | None = None,
+                 on_phase: OnPhase | None = None) -> EvalResult:
         started = time.perf_counter()
         screened = screen(candidate_source)
         refusal = self._refusal(screened) if self.defenses else None
@@ -189,7 +192,7 @@ class Evaluator:
             reply.results[CANDIDATE] = refusal
             reply.hypothesis_seed = hypothesis_seed or 0
         else:
-            reply = self.run(task, self.contestants(task, candidate_source), hypothesis_seed)
+            reply = self.run(task, self.contestants(task, candidate_source), hypothesis_seed, on_phase)
         mine = reply.results.get(CANDIDATE) or ContestantResult(CANDIDATE, CRASHED, reply.task_error or "not evaluated")
         baselines = {name: result for name, result in reply.results.items() if name != CANDIDATE}
         result = EvalResult(

@@ -17,6 +17,7 @@ from typing import Callable
 from pike_bench.evaluate import Evaluator
 from pike_bench.evaluate.policy import CheckPolicy
 from pike_bench.evaluate.result import CRASHED, EvalResult
+from pike_bench.evaluate.worker import OnPhase
 from pike_bench.tasks import Task
 
 
@@ -67,12 +68,12 @@ class EvaluatorPool:
     def check(self) -> CheckPolicy:
         return self.evaluators[0].check
 
-    async def evaluate(self, task: Task, source: str) -> EvalResult:
+    async def evaluate(self, task: Task, source: str, on_phase: OnPhase | None = None) -> EvalResult:
         free = self._queue()
         while True:
             evaluator = await free.get()
             try:
-                result = await asyncio.to_thread(evaluator.evaluate, task, source)
+                result = await asyncio.to_thread(evaluator.evaluate, task, source, on_phase=on_phase)
             except asyncio.CancelledError:  # Ctrl-C: see Evaluator.interrupt
                 evaluator.interrupt()
                 raise

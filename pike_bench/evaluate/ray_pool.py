@@ -27,6 +27,7 @@ from typing import Any, Callable
 from pike_bench.evaluate.policy import CheckPolicy, check_policy
 from pike_bench.evaluate.pool import EvaluatorPool
 from pike_bench.evaluate.result import CRASHED, EvalResult
+from pike_bench.evaluate.worker import OnPhase
 from pike_bench.tasks import Task, TaskError, task_from_file
 
 MISSING_RAY = "pike-bench: --pike-ray needs Ray: pip install 'pike-bench[ray]'"
@@ -151,7 +152,8 @@ class RayEvaluatorPool(EvaluatorPool):
             raise
         super().__init__(remotes, max_crashes=max_crashes, say=say)
 
-    async def evaluate(self, task: Task, source: str) -> EvalResult:
+    async def evaluate(self, task: Task, source: str, on_phase: OnPhase | None = None) -> EvalResult:
+        # The worker's steps stay on the actor's node: `on_phase` hears nothing from there.
         # Read once, here: the text travels, and an actor never looks at the driver's path.
         text = task.path.read_text()
         if self._all_out():

@@ -21,9 +21,12 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Callable
 
 from pike_bench.evaluate.job import JobReply, JobRequest
 from pike_bench.evaluate.sandbox import Confined, Sandbox
+
+OnPhase = Callable[[str, str], None]  # (what the worker is doing, which contestant or "")
 
 STARTUP_TIMEOUT = 300.0  # importing torch and initialising CUDA on a cold machine
 
@@ -100,9 +103,12 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def run(self, request: JobRequest, timeout: float) -> JobReply:
-        """Send a job, wait for its reply; raises WorkerDied (and stops the worker) on a crash or hang."""
+    def run(self, request: JobRequest, timeout: float, on_phase: OnPhase | None = None) -> JobReply:
+        """Send a job, wait for its reply; raises WorkerDied (and stops the worker) on a crash or hang.
+        `on_phase` hears each step as the worker reports it: (what, which contestant or "")."""
         if not self.alive:
+            if on_phase is not None:
+                on_phase("starting the worker", "")
             self.start()
         self.phase, self.culprit = "sending the job", ""
         self.log_offset = os.path.getsize(self.log_path)
@@ -111,6 +117,8 @@ class WorkerProcess:
             kind, payload = self._receive(timeout)
             if kind == "phase":
                 self.phase, self.culprit = payload
+                if on_phase is not None:
+                    on_phase(*payload)
             elif kind == "done":
                 return payload
             elif kind == "error":
