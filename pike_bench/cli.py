@@ -14,7 +14,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from pike_bench.baselines import BASELINES, COMPILE_MODES, parse_baselines
+from pike_bench.baselines import BASELINES, COMPILE_MODES, compile_cache_beside, parse_baselines
 from pike_bench.optimize import LLMS
 from pike_bench.search.presets import PRESETS, preset
 from pike_bench.tasks import SIZES, TaskError, discover_tasks, find_task
@@ -225,18 +225,19 @@ def optimize_tasks(args: argparse.Namespace) -> int:
         baselines = parse_baselines(args.baselines)
     except ValueError as exc:
         raise BadInput(f"--baselines {exc}") from None
+    shared = dict(size=args.size, timing=timing, baselines=baselines,
+                  compile_cache=compile_cache_beside(options.store_path))
     if args.ray:
-        evaluator = _ray_pool(args, size=args.size, timing=timing, baselines=baselines)
+        evaluator = _ray_pool(args, **shared)
     elif args.devices:
         from pike_bench.evaluate.pool import EvaluatorPool, parse_devices
 
         try:
-            evaluator = EvaluatorPool.on_devices(parse_devices(args.devices), size=args.size, timing=timing,
-                                                 baselines=baselines)
+            evaluator = EvaluatorPool.on_devices(parse_devices(args.devices), **shared)
         except ValueError as exc:
             raise BadInput(f"--devices {exc}") from None
     else:
-        evaluator = Evaluator(device, size=args.size, timing=timing, baselines=baselines)
+        evaluator = Evaluator(device, **shared)
     with evaluator:
         optimizer = Optimizer(evaluator, options)
         outcomes = [optimizer.optimize(task) for task in tasks]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pike_bench.baselines import BASELINES, COMPILE_MODES, parse_baselines
+from pike_bench.baselines import BASELINES, COMPILE_MODES, compile_cache_beside, parse_baselines
 from pike_bench.optimize import LLMS
 from pike_bench.search.presets import PRESETS, preset
 from pike_bench.tasks import SIZES, Task, TaskError, discover_tasks
@@ -181,6 +181,7 @@ class PikePlugin:
             timing=TimingOptions(max_seconds=option("--pike-max-time"), l2_flush=not option("--pike-no-l2-flush")),
             compile_mode=option("--pike-compile-mode"),
             baselines=parse_baselines(option("--pike-baselines")),
+            compile_cache=compile_cache_beside(Path(option("--pike-store"))),
         )
 
     def optimizer(self):
@@ -210,7 +211,7 @@ class PikePlugin:
                 self._pool = EvaluatorPool.on_devices(
                     parse_devices(devices), size=base.size, mode=base.mode, trials=base.trials,
                     timeout=base.timeout, timing=base.timing, compile_mode=base.compile_mode,
-                    baselines=base.baselines)
+                    baselines=base.baselines, compile_cache=base.compile_cache)
             self._optimizer = Optimizer(self._pool or self.evaluator(), options, progress=say)
         return self._optimizer
 

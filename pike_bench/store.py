@@ -36,7 +36,7 @@ from pike_bench.llm.base import Reply, Request
 if TYPE_CHECKING:  # only the type: importing the evaluator package pulls in torch
     from pike_bench.evaluate.result import EvalResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: compile_builds
 
 # Baselines whose speedups get their own columns, so reports can sort and filter on them
 # in SQL; every speedup is also in the result JSON.
@@ -107,6 +107,24 @@ CREATE TABLE IF NOT EXISTS evaluations (
     created_at   REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS evaluations_by_candidate ON evaluations (candidate_id);
+
+-- Each build of the compile baseline, by what decides its compiled code: the task file,
+-- the GPU, torch and the compile mode. Inductor's cache beside the record makes a
+-- second build of the same key a load (cache hits) rather than a compile.
+CREATE TABLE IF NOT EXISTS compile_builds (
+    id            INTEGER PRIMARY KEY,
+    task_id       TEXT NOT NULL,
+    task_sha256   TEXT NOT NULL,
+    device_name   TEXT NOT NULL,
+    torch_version TEXT NOT NULL,
+    compile_mode  TEXT NOT NULL,
+    seconds       REAL NOT NULL,        -- construction and first call
+    cache_hits    INTEGER NOT NULL,     -- inductor FX graph cache
+    cache_misses  INTEGER NOT NULL,
+    created_at    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS compile_builds_by_key
+    ON compile_builds (task_sha256, device_name, torch_version, compile_mode);
 """
 
 # The latest evaluation of each candidate: a candidate evaluated again is judged by its newest result.
@@ -170,13 +188,14 @@ class Store:
             )
         if found == SCHEMA_VERSION:
             return
-        # A new file: the schema and its version in one transaction, so two processes that
-        # open the same new file at once both find it whole. (executescript cannot run
-        # inside _transaction(): it commits whatever is pending first.)
+        # A new file, or an older one (each version only adds tables): the schema and its
+        # version in one transaction, so two processes that open the same file at once
+        # both find it whole. (executescript cannot run inside _transaction(): it commits
+        # whatever is pending first.)
         script = (
             f"BEGIN IMMEDIATE;\n{_SCHEMA}\n"
             f"INSERT INTO schema_version (version) SELECT {SCHEMA_VERSION} "
-            "WHERE NOT EXISTS (SELECT 1 FROM schema_version);\nCOMMIT;"
+            f"WHERE NOT EXISTS (SELECT 1 FROM schema_version WHERE version >= {SCHEMA_VERSION});\nCOMMIT;"
         )
         try:
             self._db.executescript(script)
@@ -359,8 +378,21 @@ class Store:
         }
         columns = ", ".join(row)
         values = ", ".join(f":{name}" for name in row)
-        with self._lock:
-            return self._db.execute(f"INSERT INTO evaluations ({columns}) VALUES ({values})", row).lastrowid
+        compiled = result.baselines.get("compile")
+        with self._lock, self._transaction() as db:
+            if compiled is not None and compiled.build is not None:
+                db.execute(
+                    "INSERT INTO compile_builds (task_id, task_sha256, device_name, torch_version, compile_mode,"
+                    " seconds, cache_hits, cache_misses, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (result.task_id, result.task_sha256, result.device_name, result.torch_version, result.compile_mode,
+                     compiled.build.seconds, compiled.build.cache_hits, compiled.build.cache_misses, time.time()),
+                )
+            return db.execute(f"INSERT INTO evaluations ({columns}) VALUES ({values})", row).lastrowid
+
+    def compile_builds(self, task_sha256: str | None = None) -> list[dict]:
+        """The compile baseline's builds, oldest first (all, or one task file's)."""
+        where, params = ("WHERE task_sha256 = ?", (task_sha256,)) if task_sha256 else ("", ())
+        return [dict(row) for row in self._read(f"SELECT * FROM compile_builds {where} ORDER BY id", params)]
 
     def recorded_evaluation(self, run_id: int, task_id: str, source: str) -> dict | None:
         """The result (EvalResult.to_dict()) of the latest evaluation of this source in this run, if any.

@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Iterable
 
 from pike_bench.baselines import baseline_source
@@ -79,6 +80,7 @@ class Evaluator:
         suspicious_over: float = 10.0,
         require_custom_kernel: bool = False,
         defenses: bool = True,
+        compile_cache: str | Path | None = None,
     ):
         self.device = device or default_device()
         self.size = size or ("full" if self.device.startswith("cuda") else "small")
@@ -89,7 +91,10 @@ class Evaluator:
         self.suspicious_over = suspicious_over
         self.policy = "custom-kernel" if require_custom_kernel else "any"
         self.defenses = defenses  # off only to measure their cost
-        self.worker = WorkerProcess(self.device)
+        # Where inductor caches the compile baseline's code: beside the record, so that a
+        # resumed or repeated run loads it instead of compiling again.
+        self.compile_cache = str(compile_cache or "")
+        self.worker = WorkerProcess(self.device, self.compile_cache)
         self.interrupted = False
 
     def __enter__(self) -> "Evaluator":
@@ -200,6 +205,8 @@ class Evaluator:
             baselines=baselines,
             speedups=speedups_over(mine.timing, baselines),
             seconds=time.perf_counter() - started,
+            task_sha256=task.sha256(),
+            compile_mode=self.compile_mode if "compile" in self.baselines else "",
         )
         self._flag_if_suspicious(result)
         return result

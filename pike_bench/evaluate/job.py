@@ -11,6 +11,7 @@ import copy
 import hashlib
 import platform
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -39,6 +40,7 @@ from pike_bench.evaluate.result import (
     INCORRECT,
     REJECTED,
     RUNTIME_ERROR,
+    BuildCost,
     ContestantResult,
 )
 from pike_bench.evaluate.stats import summarize
@@ -175,9 +177,12 @@ class Worker:
         """Build one contestant and check it on Hypothesis input sets."""
         progress(f"building {contestant.name}", contestant.name)
         digest = hashlib.sha256(contestant.source.encode()).hexdigest()
+        build = None
         try:
             model = self._trusted.get(digest) if contestant.trusted else None
-            if model is None:
+            if model is None and contestant.trusted:
+                model, build = self._build_baseline(contestant, request, module, init_inputs, expected)
+            elif model is None:
                 model = _build(contestant, request, init_inputs, self.workdir, getattr(module, "SMALL", None))
             if not contestant.trusted:
                 check_no_candidate_threads()
@@ -189,6 +194,7 @@ class Worker:
         entry = Built(model, contestant.trusted, precision_settings())
         result = self._check(contestant.name, entry, request, expected, progress, request.hypothesis_seed)
         result.precision = describe_precision(self.defaults, entry.settings)
+        result.build = build
         if result.status != CORRECT:
             return result, None
         if not contestant.trusted:
@@ -196,6 +202,19 @@ class Worker:
         if contestant.trusted:
             self._trusted[digest] = model
         return result, entry
+
+    def _build_baseline(self, contestant, request, module, init_inputs, expected) -> tuple[Any, BuildCost]:
+        """A baseline built and called once: torch.compile compiles, and a CUDA graph is
+        captured, on the first call, so that call belongs to what the build costs."""
+        before = _fx_graph_cache_counts()
+        started = time.perf_counter()
+        model = _build(contestant, request, init_inputs, self.workdir, getattr(module, "SMALL", None))
+        model(*[_to(x, request.device) for x in expected.inputs(InputDraw(request.timing_seed))])
+        if request.device.startswith("cuda"):
+            torch.cuda.synchronize(request.device)
+        seconds = time.perf_counter() - started
+        hits, misses = (now - then for now, then in zip(_fx_graph_cache_counts(), before))
+        return model, BuildCost(seconds, hits, misses)
 
     def _precision(self, entry: Built, expected: "ExpectedOutputs", request: JobRequest, settings: str) -> str:
         """What precision the candidate computes in, next to the reference's: global
@@ -412,6 +431,13 @@ def _to(x: Any, device: str) -> Any:
     # Always a copy (on the CPU `.to("cpu")` would return the same tensor): each
     # side gets inputs of its own, so a candidate that writes to them harms no one.
     return x.to(device, copy=True) if isinstance(x, torch.Tensor) else copy.deepcopy(x)
+
+
+def _fx_graph_cache_counts() -> tuple[int, int]:
+    """Inductor's FX graph cache hits and misses so far in this process."""
+    from torch._dynamo.utils import counters
+
+    return counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
 
 
 def _first_failure(exc: BaseException) -> BaseException:

@@ -45,6 +45,17 @@ class Speedup:
 
 
 @dataclass
+class BuildCost:
+    """What building a baseline cost: construction and its first call, where torch.compile
+    compiles and a CUDA graph is captured. Inductor's FX graph cache hits and misses say
+    whether the compiled code came from the cache (a warm build) or was generated."""
+
+    seconds: float
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+
+@dataclass
 class ContestantResult:
     """What the worker found for one contestant (a baseline or the candidate)."""
 
@@ -54,6 +65,7 @@ class ContestantResult:
     detail: str = ""
     timing: Timing | None = None
     precision: str = ""  # numeric settings it changed, e.g. "matmul_tf32=True"
+    build: BuildCost | None = None  # a baseline built in this job (None: kept from an earlier job)
 
 
 @dataclass
@@ -76,6 +88,8 @@ class EvalResult:
     baselines: dict[str, ContestantResult] = field(default_factory=dict)
     speedups: dict[str, Speedup] = field(default_factory=dict)
     seconds: float = 0.0
+    task_sha256: str = ""  # the task file evaluated against
+    compile_mode: str = ""  # torch.compile's mode in the compile baseline
 
     @property
     def correct(self) -> bool:
@@ -93,7 +107,7 @@ class EvalResult:
         values = dict(data)
         values["timing"] = _timing(values.get("timing"))
         values["baselines"] = {
-            name: ContestantResult(**{**b, "timing": _timing(b.get("timing"))})
+            name: ContestantResult(**{**b, "timing": _timing(b.get("timing")), "build": _build(b.get("build"))})
             for name, b in values.get("baselines", {}).items()
         }
         values["speedups"] = {name: Speedup(**s) for name, s in values.get("speedups", {}).items()}
@@ -102,3 +116,7 @@ class EvalResult:
 
 def _timing(data: dict[str, Any] | None) -> Timing | None:
     return Timing(**data) if data else None
+
+
+def _build(data: dict[str, Any] | None) -> BuildCost | None:
+    return BuildCost(**data) if data else None

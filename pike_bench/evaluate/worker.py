@@ -63,6 +63,7 @@ class WorkerProcess:
     """The parent's handle on one worker process."""
 
     device: str
+    compile_cache: str = ""  # TORCHINDUCTOR_CACHE_DIR for the worker ("": torch's default)
     process: subprocess.Popen | None = None
     conn: Connection | None = None
     log_path: str = ""
@@ -78,6 +79,9 @@ class WorkerProcess:
         env = dict(os.environ)
         if self.device == "cpu":
             env.setdefault("TRITON_INTERPRET", "1")  # Triton candidates run in its interpreter
+        if self.compile_cache:
+            env["TORCHINDUCTOR_CACHE_DIR"] = str(prepare_compile_cache(Path(self.compile_cache)))
+            env.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
         with os.fdopen(fd, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _WORKER_MAIN, str(child.fileno())],
@@ -161,6 +165,19 @@ class WorkerProcess:
         if self.conn is not None:
             self.conn.close()
         self.process, self.conn = None, None
+
+
+def prepare_compile_cache(path: Path) -> Path:
+    """The folder where torch's inductor keeps what it compiled (FX graph, autotune and
+    Triton caches), made if missing. A worker that builds the compile baseline again (a
+    new worker, another run on the same record) then loads it instead of compiling.
+    Its files are binaries of one machine's GPU and toolchain, so git ignores them."""
+    path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# pike-bench: torch inductor's compile cache, not for version control\n*\n")
+    return path
 
 
 def _describe_exit(code: int | None) -> str:
