@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the baseline of the side-by-side view's speedups (default eager)")
     board.add_argument("--out", type=Path, default=None,
                        help="folder to write leaderboard.md, .json, .html and the plots to (default: print one format)")
+    board.add_argument("--mark", action="append", default=[], metavar="MARK",
+                       help="geomeans also over the tasks with this pytest mark, e.g. pike (repeatable)")
+    board.add_argument("--tasks", action="append", default=[], metavar="PATH",
+                       help="where --mark finds the task files (default: the built-in suite)")
 
     report = commands.add_parser("report", help="one run of the record: its candidates and LLM calls")
     report.add_argument("run", type=int, help="run id (the leaderboard's JSON lists them)")
@@ -297,11 +301,12 @@ def remove_solution(args: argparse.Namespace) -> int:
 def show_leaderboard(args: argparse.Namespace) -> int:
     from pike_bench import leaderboard, plots
 
+    marks = _marked_tasks(args.mark, args.tasks)
     try:
         if args.out is not None:
-            print(f"wrote {leaderboard.publish(args.store, args.out)}, with .md, .json and the plots beside it")
+            print(f"wrote {leaderboard.publish(args.store, args.out, marks)}, with .md, .json and the plots beside it")
             return EXIT_OK
-        board = leaderboard.build(args.store)
+        board = leaderboard.build(args.store, marks)
     except FileNotFoundError:
         raise BadInput(f"no record at {args.store}; run `pike optimize` (or pytest --pike-optimize) first") from None
     if args.format == "md":
@@ -312,6 +317,21 @@ def show_leaderboard(args: argparse.Namespace) -> int:
         print(board.to_html({"speedups.png": plots.speedup_bars_png(board),
                              "trajectory_queries.png": plots.trajectory_png(board, x="queries")}))
     return EXIT_OK
+
+
+def _marked_tasks(marks: list[str], roots: list[str]) -> dict[str, list[str]]:
+    """For each mark, the ids of the tasks that carry it."""
+    if not marks:
+        return {}
+    try:
+        tasks, _ = discover_tasks([Path(p) for p in roots] or None)
+    except TaskError as exc:
+        raise BadInput(f"--tasks {exc}") from None
+    unknown = [m for m in marks if not any(m in t.marks for t in tasks)]
+    if unknown:
+        raise BadInput(f"--mark {', '.join(unknown)}: no task carries it; marks there: "
+                       f"{', '.join(sorted({m for t in tasks for m in t.marks})) or 'none'}")
+    return {mark: [t.id for t in tasks if mark in t.marks] for mark in marks}
 
 
 def show_run(args: argparse.Namespace) -> int:
