@@ -36,7 +36,7 @@ from pike_bench.llm.base import Reply, Request
 if TYPE_CHECKING:  # only the type: importing the evaluator package pulls in torch
     from pike_bench.evaluate.result import EvalResult
 
-SCHEMA_VERSION = 2  # 2: compile_builds
+SCHEMA_VERSION = 1
 
 # Baselines whose speedups get their own columns, so reports can sort and filter on them
 # in SQL; every speedup is also in the result JSON.
@@ -107,10 +107,15 @@ CREATE TABLE IF NOT EXISTS evaluations (
     created_at   REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS evaluations_by_candidate ON evaluations (candidate_id);
+"""
 
--- Each build of the compile baseline, by what decides its compiled code: the task file,
--- the GPU, torch and the compile mode. Inductor's cache beside the record makes a
--- second build of the same key a load (cache hits) rather than a compile.
+# Tables that only add to a record, made where missing each time a file is opened: a file
+# of any version gains them, and a pike-bench that does not know them reads on as before,
+# so they need no schema version.
+# compile_builds: each build of the compile baseline, by what decides its compiled code:
+# the task file, the GPU, torch and the compile mode. Inductor's cache beside the record
+# makes a second build of the same key a load (cache hits) rather than a compile.
+_ADDED_TABLES = """
 CREATE TABLE IF NOT EXISTS compile_builds (
     id            INTEGER PRIMARY KEY,
     task_id       TEXT NOT NULL,
@@ -166,6 +171,7 @@ class Store:
             with self._lock:
                 self._configure()
                 self._migrate()
+                self._db.executescript(_ADDED_TABLES)
         except BaseException:
             self._db.close()  # a refused file is not left open
             raise
@@ -188,14 +194,13 @@ class Store:
             )
         if found == SCHEMA_VERSION:
             return
-        # A new file, or an older one (each version only adds tables): the schema and its
-        # version in one transaction, so two processes that open the same file at once
-        # both find it whole. (executescript cannot run inside _transaction(): it commits
-        # whatever is pending first.)
+        # A new file: the schema and its version in one transaction, so two processes that
+        # open the same new file at once both find it whole. (executescript cannot run
+        # inside _transaction(): it commits whatever is pending first.)
         script = (
             f"BEGIN IMMEDIATE;\n{_SCHEMA}\n"
             f"INSERT INTO schema_version (version) SELECT {SCHEMA_VERSION} "
-            f"WHERE NOT EXISTS (SELECT 1 FROM schema_version WHERE version >= {SCHEMA_VERSION});\nCOMMIT;"
+            "WHERE NOT EXISTS (SELECT 1 FROM schema_version);\nCOMMIT;"
         )
         try:
             self._db.executescript(script)
