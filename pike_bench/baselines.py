@@ -17,6 +17,11 @@ BASELINES = ("eager", "compile", "graph")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
+def compile_cache_beside(store_path: Path) -> Path:
+    """The inductor cache of the compile baseline kept with a record: the folder beside
+    the record's SQLite file, so that it travels with the record."""
+    return Path(store_path).parent / "inductor-cache"
+
 
 def parse_baselines(option: str) -> tuple[str, ...]:
     """'eager,compile' -> ('eager', 'compile'); eager, the reference, is always there."""

@@ -15,7 +15,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from pike_bench.baselines import BASELINES, COMPILE_MODES, parse_baselines
+from pike_bench.baselines import BASELINES, COMPILE_MODES, compile_cache_beside, parse_baselines
 from pike_bench.evaluate.policy import CHECKS
 from pike_bench.llm.base import ProposerError
 from pike_bench.optimize import LLMS
@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the baseline of the side-by-side view's speedups (default eager)")
     board.add_argument("--out", type=Path, default=None,
                        help="folder to write leaderboard.md, .json, .html and the plots to (default: print one format)")
+    board.add_argument("--mark", action="append", default=[], metavar="MARK",
+                       help="geomeans also over the tasks with this pytest mark, e.g. pike (repeatable)")
+    board.add_argument("--tasks", action="append", default=[], metavar="PATH",
+                       help="where --mark finds the task files (default: the built-in suite)")
 
     report = commands.add_parser("report", help="one run of the record: its candidates and LLM calls")
     report.add_argument("run", type=int, help="run id (the leaderboard's JSON lists them)")
@@ -248,21 +252,19 @@ def optimize_tasks(args: argparse.Namespace) -> int:
         baselines = parse_baselines(args.baselines)
     except ValueError as exc:
         raise BadInput(f"--baselines {exc}") from None
-    sandbox = _sandbox(args.sandbox)
+    shared = dict(size=args.size, timing=timing, baselines=baselines, sandbox=_sandbox(args.sandbox),
+                  check=args.check, compile_cache=compile_cache_beside(options.store_path))
     if args.ray:
-        evaluator = _ray_pool(args, size=args.size, timing=timing, baselines=baselines, sandbox=sandbox,
-                              check=args.check)
+        evaluator = _ray_pool(args, **shared)
     elif args.devices:
         from pike_bench.evaluate.pool import EvaluatorPool, parse_devices
 
         try:
-            evaluator = EvaluatorPool.on_devices(parse_devices(args.devices), size=args.size, timing=timing,
-                                                 baselines=baselines, sandbox=sandbox, check=args.check)
+            evaluator = EvaluatorPool.on_devices(parse_devices(args.devices), **shared)
         except ValueError as exc:
             raise BadInput(f"--devices {exc}") from None
     else:
-        evaluator = Evaluator(device, size=args.size, timing=timing, baselines=baselines, sandbox=sandbox,
-                              check=args.check)
+        evaluator = Evaluator(device, **shared)
     with evaluator:
         optimizer = Optimizer(evaluator, options, progress=for_terminal(args.quiet))
         outcomes = [optimizer.optimize(task) for task in tasks]
@@ -322,11 +324,12 @@ def remove_solution(args: argparse.Namespace) -> int:
 def show_leaderboard(args: argparse.Namespace) -> int:
     from pike_bench import leaderboard, plots
 
+    marks = _marked_tasks(args.mark, args.tasks)
     try:
         if args.out is not None:
-            print(f"wrote {leaderboard.publish(args.store, args.out)}, with .md, .json and the plots beside it")
+            print(f"wrote {leaderboard.publish(args.store, args.out, marks)}, with .md, .json and the plots beside it")
             return EXIT_OK
-        board = leaderboard.build(args.store)
+        board = leaderboard.build(args.store, marks)
     except FileNotFoundError:
         raise BadInput(f"no record at {args.store}; run `pike optimize` (or pytest --pike-optimize) first") from None
     if args.format == "md":
@@ -337,6 +340,21 @@ def show_leaderboard(args: argparse.Namespace) -> int:
         print(board.to_html({"speedups.png": plots.speedup_bars_png(board),
                              "trajectory_queries.png": plots.trajectory_png(board, x="queries")}))
     return EXIT_OK
+
+
+def _marked_tasks(marks: list[str], roots: list[str]) -> dict[str, list[str]]:
+    """For each mark, the ids of the tasks that carry it."""
+    if not marks:
+        return {}
+    try:
+        tasks, _ = discover_tasks([Path(p) for p in roots] or None)
+    except TaskError as exc:
+        raise BadInput(f"--tasks {exc}") from None
+    unknown = [m for m in marks if not any(m in t.marks for t in tasks)]
+    if unknown:
+        raise BadInput(f"--mark {', '.join(unknown)}: no task carries it; marks there: "
+                       f"{', '.join(sorted({m for t in tasks for m in t.marks})) or 'none'}")
+    return {mark: [t.id for t in tasks if mark in t.marks] for mark in marks}
 
 
 def show_run(args: argparse.Namespace) -> int:

@@ -62,7 +62,7 @@ from tabulate import tabulate
 
 from pike_bench.store import Store
 
-SCHEMA_VERSION = 2  # 2: the graph baseline (graph_ms, speedup_graph, geomean graph)
+SCHEMA_VERSION = 3  # 2: the graph baseline; 3: mark subsets, all-task geomeans over compile and graph, below_graph
 SCHEMA_PATH = Path(__file__).with_name("leaderboard_schema.json")
 AXES = ("queries", "dollars")
 VIEWS = ("entries", "compare")
@@ -122,6 +122,9 @@ class Entry:
     precision: str = ""
     device_name: str = ""
     steps: list[Step] = field(default_factory=list)
+    finished: bool = True  # False: the run was interrupted; the same command resumes it
+    marks: list[str] = field(default_factory=list)  # the asked-for pytest marks the task carries
+    below_graph: str | None = None  # why the best is below the graph baseline (or none is correct)
 
     @property
     def solved(self) -> bool:
@@ -139,7 +142,8 @@ class Entry:
 
 @dataclass
 class Geomean:
-    """Geometric means of one strategy's best speedups, over one level (or all: level None)."""
+    """Geometric means of one strategy's best speedups, over one level, the tasks that
+    carry one pytest mark, or all (level and mark None)."""
 
     strategy: str
     level: str | None
@@ -149,6 +153,13 @@ class Geomean:
     compile: float | None  # over solved tasks that have a compile speedup
     graph: float | None  # over solved tasks that have a graph speedup (timed on GPUs only)
     eager_all_tasks: float  # over every task, an unsolved one counted 1.0x: comparable across strategies
+    compile_all_tasks: float | None = None  # likewise; None when no solved task has that speedup
+    graph_all_tasks: float | None = None
+    mark: str | None = None
+
+    @property
+    def group(self) -> str:
+        return f"-m {self.mark}" if self.mark else self.level or "all"
 
 
 @dataclass
@@ -178,8 +189,8 @@ class Leaderboard:
     def entry(self, strategy: str, task: str) -> Entry | None:
         return next((e for e in self.entries if e.strategy == strategy and e.task == task), None)
 
-    def geomean(self, strategy: str, level: str | None = None) -> Geomean | None:
-        return next((g for g in self.geomeans if g.strategy == strategy and g.level == level), None)
+    def geomean(self, strategy: str, level: str | None = None, mark: str | None = None) -> Geomean | None:
+        return next((g for g in self.geomeans if (g.strategy, g.level, g.mark) == (strategy, level, mark)), None)
 
     def trajectory(self, strategy: str, axis: str = "queries") -> Trajectory | None:
         return next((t for t in self.trajectories if t.strategy == strategy and t.axis == axis), None)
@@ -216,7 +227,9 @@ class Leaderboard:
             return tabulate(rows + footer, headers=headers, tablefmt="github")
         entries = tabulate([_entry_row(e) for e in self.entries], headers=ENTRY_HEADERS, tablefmt="github")
         geomeans = tabulate([_geomean_row(g) for g in self.geomeans], headers=GEOMEAN_HEADERS, tablefmt="github")
-        return f"{entries}\n\n{geomeans}\n\n{NOTE}"
+        below = _below_graph_lines(self)
+        why = "\n\nBelow the graph baseline, and why:\n\n" + "\n".join(f"- {line}" for line in below) if below else ""
+        return f"{entries}\n\n{geomeans}\n\n{NOTE}{why}"
 
     def to_html(self, plots: dict[str, bytes] | None = None) -> str:
         """One self-contained page: sortable tables and the plots as data URIs; nothing is fetched."""
@@ -233,23 +246,29 @@ class _Run:
     strategy: str
     llm: str
     tasks: list[str]
+    finished: bool = True
     check: str = "strict"  # runs recorded before check policies were judged by what is now strict
 
 
-def build(store_path: str | Path) -> Leaderboard:
+def build(store_path: str | Path, marks: dict[str, Iterable[str]] | None = None) -> Leaderboard:
+    """The leaderboard of a record. ``marks``: pytest marks to give geomeans of their own
+    (e.g. PIKE's set, ``{"pike": task ids}``)."""
     path = Path(store_path)
     if not path.is_file():  # Store() would create an empty record; a typo should say so instead
         raise FileNotFoundError(f"no run store at {path}")
+    marked = {mark: set(tasks) for mark, tasks in (marks or {}).items()}
     with Store(path) as store, closing(_read_only(path)) as db:
         runs = _runs(store, db)
         chosen, superseded = _choose_runs(runs)
         entries = [_entry(store, db, run, strategy, task) for (strategy, task), run in chosen.items()]
+    for entry in entries:
+        entry.marks = sorted(mark for mark, tasks in marked.items() if entry.task in tasks)
     entries.sort(key=lambda e: (e.strategy, _task_order(e.task)))
     return Leaderboard(
         store=str(path),
         generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         entries=entries,
-        geomeans=_geomeans(entries),
+        geomeans=_geomeans(entries, sorted(marked)),
         trajectories=[_trajectory(s, [e for e in entries if e.strategy == s], axis)
                       for s in sorted({e.strategy for e in entries}) for axis in AXES],
         superseded_runs=sorted(superseded),
@@ -273,7 +292,8 @@ def _runs(store: Store, db: sqlite3.Connection) -> list[_Run]:
         config = run["config"] if isinstance(run["config"], dict) else {}
         named = {config["task"]} if config.get("task") else set()  # a run that recorded nothing yet still shows
         runs.append(_Run(run_id, run["key"], str(config.get("strategy", "?")), str(config.get("llm", "")),
-                         sorted(tasks[run_id] | named), str(config.get("check", "strict"))))
+                         sorted(tasks[run_id] | named), finished=run["finished_at"] is not None,
+                         check=str(config.get("check", "strict"))))
     return runs
 
 
@@ -305,12 +325,50 @@ def _entry(store: Store, db: sqlite3.Connection, run: _Run, strategy: str, task:
         queries=len(calls), dollars=_spent(calls)[-1],
         candidates_evaluated=sum(1 for c in candidates if c["evaluation_id"] is not None),
         candidates_correct=sum(1 for c in candidates if c["status"] == "correct"),
-        steps=_steps(calls, candidates),
+        steps=_steps(calls, candidates), finished=run.finished,
     )
     best = store.best(run.id, task)
     if best is not None:
         _fill_best(entry, best, _result(db, best["evaluation_id"]))
+    entry.below_graph = _below_graph(entry, best, candidates, calls)
     return entry
+
+
+def _below_graph(entry: Entry, best: dict | None, candidates: list[dict], calls: list[dict]) -> str | None:
+    """Why the task's best is below the graph baseline, from the record: the best's own
+    speedup, and each candidate that failed with its status and reason. None when the
+    best beats graph, or graph was not timed."""
+    evaluated = [c for c in candidates if c["evaluation_id"] is not None]
+    if best is not None and (entry.speedup_graph is None or entry.speedup_graph.value >= 1.0):
+        return None
+    if not evaluated:
+        return None
+    moves = {call["id"]: (call["meta"] or {}).get("move") for call in calls}
+
+    def name(candidate: dict) -> str:
+        move = moves.get(candidate["llm_call_id"])
+        return f"{move} ({candidate['slot']})" if move else candidate["slot"]
+
+    correct = [c for c in evaluated if c["status"] == "correct"]
+    if best is None:
+        parts = ["no correct candidate"]
+    else:
+        top = next(c for c in candidates if c["id"] == best["id"])
+        parts = [f"best {name(top)} at {_x_interval(entry.speedup_graph)} over graph, "
+                 f"{len(correct)} of {len(evaluated)} evaluated candidates correct"]
+    failed = [c for c in evaluated if c["status"] != "correct"]
+    shown = [f"{name(c)} {c['status']}: {_clip(c['reason'])}" for c in failed[:_FAILURES_SHOWN]]
+    if len(failed) > _FAILURES_SHOWN:
+        shown.append(f"{len(failed) - _FAILURES_SHOWN} more failed")
+    return "; ".join(parts + (["failed: " + "; ".join(shown)] if shown else []))
+
+
+_FAILURES_SHOWN = 5
+
+
+def _clip(text: str, width: int = 110) -> str:
+    line = " ".join((text or "no reason recorded").split())
+    return line if len(line) <= width else line[: width - 3] + "..."
 
 
 def _result(db: sqlite3.Connection, evaluation_id: int) -> dict:
@@ -376,24 +434,33 @@ def geometric_mean(values: Iterable[float]) -> float | None:
     return math.exp(math.fsum(logs) / len(logs)) if logs else None
 
 
-def _geomeans(entries: list[Entry]) -> list[Geomean]:
+def _geomeans(entries: list[Entry], marks: list[str] = ()) -> list[Geomean]:
     out = []
     for strategy in sorted({e.strategy for e in entries}):
         mine = [e for e in entries if e.strategy == strategy]
         for level in sorted({e.level for e in mine}):
             out.append(_geomean(strategy, level, [e for e in mine if e.level == level]))
+        for mark in marks:
+            marked = [e for e in mine if mark in e.marks]
+            if marked:
+                out.append(_geomean(strategy, None, marked, mark))
         out.append(_geomean(strategy, None, mine))
     return out
 
 
-def _geomean(strategy: str, level: str | None, entries: list[Entry]) -> Geomean:
+def _geomean(strategy: str, level: str | None, entries: list[Entry], mark: str | None = None) -> Geomean:
     solved = [e for e in entries if e.solved]
+    over = {metric: [getattr(e, f"speedup_{metric}").value for e in solved if getattr(e, f"speedup_{metric}")]
+            for metric in METRICS}
+    unsolved = [1.0] * (len(entries) - len(solved))
     return Geomean(
         strategy=strategy, level=level, tasks=len(entries), solved=len(solved),
-        eager=geometric_mean(e.speedup_eager.value for e in solved),
-        compile=geometric_mean(e.speedup_compile.value for e in solved if e.speedup_compile),
-        graph=geometric_mean(e.speedup_graph.value for e in solved if e.speedup_graph),
-        eager_all_tasks=geometric_mean(e.speedup_eager.value if e.solved else 1.0 for e in entries) or 1.0,
+        eager=geometric_mean(over["eager"]), compile=geometric_mean(over["compile"]),
+        graph=geometric_mean(over["graph"]),
+        eager_all_tasks=geometric_mean(over["eager"] + unsolved) or 1.0,
+        compile_all_tasks=geometric_mean(over["compile"] + unsolved) if over["compile"] else None,
+        graph_all_tasks=geometric_mean(over["graph"] + unsolved) if over["graph"] else None,
+        mark=mark,
     )
 
 
@@ -410,12 +477,14 @@ def _or_one(value: float | None) -> float:
 
 # -- tables ----------------------------------------------------------------------------------
 
-NOTE = ("speedups: stored paired speedups of the best correct candidate (median of per-round ratios); "
-        "geomeans over solved tasks, 'all tasks' counts an unsolved task as 1.00x")
+NOTE = ("speedups: stored paired speedups of the best correct candidate (median of per-round ratios) "
+        "with their 95% bootstrap intervals; geomeans over solved tasks, 'all tasks' counts an unsolved task "
+        "as 1.00x; '-m MARK': the tasks that carry that pytest mark; queries marked * belong to a run that "
+        "was interrupted (the same command resumes it)")
 ENTRY_HEADERS = ["strategy", "task", "eager ms", "compile ms", "best ms", "over eager", "over compile",
                  "over graph", "models", "queries", "dollars", "languages", "candidates", "check"]
-GEOMEAN_HEADERS = ["strategy", "level", "tasks", "solved", "geomean over eager", "geomean over compile",
-                   "geomean over graph", "over eager, all tasks"]
+GEOMEAN_HEADERS = ["strategy", "tasks of", "tasks", "solved", "geomean over eager", "geomean over compile",
+                   "geomean over graph", "over eager, all tasks", "over compile, all tasks", "over graph, all tasks"]
 
 
 def _task_order(task: str) -> tuple:
@@ -437,16 +506,31 @@ def _x(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+def _x_interval(interval: Interval | None) -> str:
+    return "-" if interval is None else f"{interval.value:.2f}x [{interval.low:.2f}, {interval.high:.2f}]"
+
+
+def _queries(e: Entry) -> str:
+    return f"{e.queries}" if e.finished else f"{e.queries}*"
+
+
 def _entry_row(e: Entry) -> list:
     return [e.strategy, e.task, _ms(e.eager_ms), _ms(e.compile_ms), _ms(e.best_ms),
-            *(_x(_speedup_of(e, metric)) for metric in METRICS),
-            ", ".join(e.models) or "-", e.queries, f"${e.dollars:.2f}", ", ".join(e.languages) or "-",
+            *(_x_interval(getattr(e, f"speedup_{metric}")) for metric in METRICS),
+            ", ".join(e.models) or "-", _queries(e), f"${e.dollars:.2f}", ", ".join(e.languages) or "-",
             e.candidates_evaluated, e.check]
 
 
+def _geomean_values(g: Geomean) -> list[float | None]:
+    return [g.eager, g.compile, g.graph, g.eager_all_tasks, g.compile_all_tasks, g.graph_all_tasks]
+
+
 def _geomean_row(g: Geomean) -> list:
-    return [g.strategy, g.level or "all", g.tasks, g.solved, _x(g.eager), _x(g.compile), _x(g.graph),
-            _x(g.eager_all_tasks)]
+    return [g.strategy, g.group, g.tasks, g.solved, *(_x(v) for v in _geomean_values(g))]
+
+
+def _below_graph_lines(board: "Leaderboard") -> list[str]:
+    return [f"{e.strategy} {e.task}: {e.below_graph}" for e in board.entries if e.below_graph]
 
 
 def _speedup_of(entry: Entry | None, metric: str) -> float | None:
@@ -467,12 +551,13 @@ def _compare_table(board: Leaderboard, metric: str, bold: bool) -> tuple[list[st
         top = max((v for v in values if v is not None), default=None)
         rows.append([task] + [f"**{_x(v)}**" if bold and v == top and len(strategies) > 1 else _x(v) for v in values])
     footer = []
-    for level in sorted({_level(t) for t in board.tasks}) + [None]:
+    groups = {(g.level, g.mark): g.group for g in board.geomeans}
+    for (level, mark), group in groups.items():
         cells = []
         for s in strategies:
-            g = board.geomean(s, level)
+            g = board.geomean(s, level, mark)
             cells.append("-" if g is None else f"{_x(getattr(g, metric))} ({g.solved}/{g.tasks})")
-        footer.append([f"geomean {level or 'all'}"] + cells)
+        footer.append([f"geomean {group}"] + cells)
     return [f"task (over {metric})"] + strategies, rows, footer
 
 
@@ -542,8 +627,8 @@ def _entries_html(board: Leaderboard) -> str:
         rows.append([
             _cell(e.strategy), _cell(e.task), _cell(_ms(e.eager_ms), e.eager_ms, True),
             _cell(_ms(e.compile_ms), e.compile_ms, True), _cell(_ms(e.best_ms), e.best_ms, True),
-            *(_cell(_x(v), v, True) for v in speedups),
-            _cell(", ".join(e.models) or "-"), _cell(e.queries, e.queries, True),
+            *(_cell(_x_interval(getattr(e, f"speedup_{m}")), v, True) for m, v in zip(METRICS, speedups)),
+            _cell(", ".join(e.models) or "-"), _cell(_queries(e), e.queries, True),
             _cell(f"${e.dollars:.2f}", e.dollars, True), _cell(", ".join(e.languages) or "-"),
             _cell(e.candidates_evaluated, e.candidates_evaluated, True), _cell(e.check),
         ])
@@ -551,9 +636,8 @@ def _entries_html(board: Leaderboard) -> str:
 
 
 def _geomeans_html(board: Leaderboard) -> str:
-    rows = [[_cell(g.strategy), _cell(g.level or "all"), _cell(g.tasks, g.tasks, True), _cell(g.solved, g.solved, True),
-             *(_cell(_x(getattr(g, metric)), getattr(g, metric), True) for metric in METRICS),
-             _cell(_x(g.eager_all_tasks), g.eager_all_tasks, True)] for g in board.geomeans]
+    rows = [[_cell(g.strategy), _cell(g.group), _cell(g.tasks, g.tasks, True), _cell(g.solved, g.solved, True),
+             *(_cell(_x(v), v, True) for v in _geomean_values(g))] for g in board.geomeans]
     return _table("geomeans", GEOMEAN_HEADERS, rows)
 
 
@@ -563,6 +647,12 @@ def _compare_html(board: Leaderboard) -> str:
                                for s, text in zip(board.strategies, row[1:])] for row in rows]
     foot = [[_cell(text) for text in row] for row in footer]
     return _table("compare", headers, body, foot)
+
+
+def _below_graph_html(board: Leaderboard) -> str:
+    lines = _below_graph_lines(board)
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f"<ul>{items}</ul>" if lines else "<p>none: every best is at or above the graph baseline, or graph was not timed</p>"
 
 
 def _figures_html(plots: dict[str, bytes]) -> str:
@@ -589,6 +679,7 @@ def _html_page(board: Leaderboard, plots: dict[str, bytes]) -> str:
 <h2>Strategies side by side (speedup over eager)</h2>{_compare_html(board)}
 <h2>Per strategy and task</h2>{_entries_html(board)}
 <p>{html.escape(NOTE)}</p>
+<h2>Below the graph baseline, and why</h2>{_below_graph_html(board)}
 <h2>Plots</h2>{_figures_html(plots)}
 <script>{_SCRIPT}</script>
 </body></html>
@@ -599,12 +690,12 @@ __all__ = ["build", "Leaderboard", "Entry", "Geomean", "Trajectory", "Step", "In
            "SCHEMA_PATH", "SCHEMA_VERSION"]
 
 
-def publish(store_path: str | Path, out: str | Path) -> Path:
+def publish(store_path: str | Path, out: str | Path, marks: dict[str, Iterable[str]] | None = None) -> Path:
     """Write the leaderboard of a record in every format, with its plots, into a folder;
     returns the HTML page. Optimize runs end with this, next to their record."""
     from pike_bench import plots
 
-    board = build(store_path)
+    board = build(store_path, marks)
     pictures = {
         "trajectory_queries.png": plots.trajectory_png(board, x="queries"),
         "trajectory_dollars.png": plots.trajectory_png(board, x="dollars"),

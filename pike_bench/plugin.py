@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pike_bench.baselines import BASELINES, COMPILE_MODES, parse_baselines
+from pike_bench.baselines import BASELINES, COMPILE_MODES, compile_cache_beside, parse_baselines
 from pike_bench.evaluate.policy import CHECKS, check_policy
 from pike_bench.optimize import LLMS
 from pike_bench.search.presets import PRESETS, preset
@@ -198,6 +198,7 @@ class PikePlugin:
             baselines=parse_baselines(option("--pike-baselines")),
             sandbox=option("--pike-sandbox"),
             check=option("--pike-check"),
+            compile_cache=compile_cache_beside(Path(option("--pike-store"))),
         )
 
     def optimizer(self):
@@ -230,7 +231,7 @@ class PikePlugin:
                     parse_devices(devices), size=base.size, mode=base.mode, trials=base.trials,
                     timeout=base.timeout, timing=base.timing, compile_mode=base.compile_mode,
                     baselines=base.baselines, sandbox=self.config.getoption("--pike-sandbox"),
-                    check=base.check.name)
+                    check=base.check.name, compile_cache=base.compile_cache)
             self._optimizer = Optimizer(self._pool or self.evaluator(), options, progress=display)
         return self._optimizer
 

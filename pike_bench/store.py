@@ -130,6 +130,28 @@ _UPGRADES = {
 
 # Queries that have no reply to replay: sent and never answered.
 _UNANSWERED = ("pending", "lost")
+# Tables that only add to a record, made where missing each time a file is opened: a file
+# of any version gains them, and a pike-bench that does not know them reads on as before,
+# so they need no schema version.
+# compile_builds: each build of the compile baseline, by what decides its compiled code:
+# the task file, the GPU, torch and the compile mode. Inductor's cache beside the record
+# makes a second build of the same key a load (cache hits) rather than a compile.
+_ADDED_TABLES = """
+CREATE TABLE IF NOT EXISTS compile_builds (
+    id            INTEGER PRIMARY KEY,
+    task_id       TEXT NOT NULL,
+    task_sha256   TEXT NOT NULL,
+    device_name   TEXT NOT NULL,
+    torch_version TEXT NOT NULL,
+    compile_mode  TEXT NOT NULL,
+    seconds       REAL NOT NULL,        -- construction and first call
+    cache_hits    INTEGER NOT NULL,     -- inductor FX graph cache
+    cache_misses  INTEGER NOT NULL,
+    created_at    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS compile_builds_by_key
+    ON compile_builds (task_sha256, device_name, torch_version, compile_mode);
+"""
 
 # The latest evaluation of each candidate: a candidate evaluated again is judged by its newest result.
 _LATEST_EVALUATION = "e.id = (SELECT MAX(id) FROM evaluations WHERE candidate_id = c.id)"
@@ -170,6 +192,7 @@ class Store:
             with self._lock:
                 self._configure()
                 self._migrate()
+                self._db.executescript(_ADDED_TABLES)
         except BaseException:
             self._db.close()  # a refused file is not left open
             raise
@@ -436,8 +459,21 @@ class Store:
         }
         columns = ", ".join(row)
         values = ", ".join(f":{name}" for name in row)
-        with self._lock:
-            return self._db.execute(f"INSERT INTO evaluations ({columns}) VALUES ({values})", row).lastrowid
+        compiled = result.baselines.get("compile")
+        with self._lock, self._transaction() as db:
+            if compiled is not None and compiled.build is not None:
+                db.execute(
+                    "INSERT INTO compile_builds (task_id, task_sha256, device_name, torch_version, compile_mode,"
+                    " seconds, cache_hits, cache_misses, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (result.task_id, result.task_sha256, result.device_name, result.torch_version, result.compile_mode,
+                     compiled.build.seconds, compiled.build.cache_hits, compiled.build.cache_misses, time.time()),
+                )
+            return db.execute(f"INSERT INTO evaluations ({columns}) VALUES ({values})", row).lastrowid
+
+    def compile_builds(self, task_sha256: str | None = None) -> list[dict]:
+        """The compile baseline's builds, oldest first (all, or one task file's)."""
+        where, params = ("WHERE task_sha256 = ?", (task_sha256,)) if task_sha256 else ("", ())
+        return [dict(row) for row in self._read(f"SELECT * FROM compile_builds {where} ORDER BY id", params)]
 
     def recorded_evaluation(self, run_id: int, task_id: str, source: str) -> dict | None:
         """The result (EvalResult.to_dict()) of the latest evaluation of this source in this run, if any.

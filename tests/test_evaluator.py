@@ -4,7 +4,9 @@ import time
 
 import pytest
 
+from pike_bench.baselines import compile_cache_beside
 from pike_bench.evaluate import Evaluator
+from pike_bench.store import Store
 from pike_bench.tasks import task_from_file
 
 from conftest import DATA, FAST_TIMING, candidate
@@ -126,3 +128,30 @@ def test_cpp_candidates_build_with_load_inline_and_compile_errors_point_at_the_c
     assert bad.reason.startswith("compile error: candidate line 8: error: ")  # the compiler's quotes vary by locale
     assert "undefined_name" in bad.reason and "was not declared" in bad.reason
     assert "return x.clamp_min(0) + undefined_name;" in bad.detail
+
+
+def test_a_new_worker_builds_the_compile_baseline_from_the_cache_beside_the_record(tmp_path, tiny_task):
+    import torch
+
+    store_path = tmp_path / "record" / "runs.sqlite"
+    cache = compile_cache_beside(store_path)
+    store_path.parent.mkdir()
+    with Store(store_path) as store:
+        run_id = store.start_run("cache", {})
+        for _ in range(2):  # two workers, as a run and its resume (or a repeat) on one record
+            with Evaluator("cpu", trials=2, timing=FAST_TIMING, baselines=("eager", "compile"),
+                           compile_cache=cache) as evaluator:
+                result = evaluator.evaluate(tiny_task, candidate("good.py"))
+            assert result.status == "correct", result.reason
+            assert result.baselines["compile"].status == "correct"
+            candidate_id = store.record_candidate(run_id, tiny_task.id, candidate("good.py"), parent_ids=[],
+                                                  island=None, round=None, agent="test", slot="s0", llm_call_id=None)
+            store.record_evaluation(candidate_id, result)
+        cold, warm = store.compile_builds(tiny_task.sha256())
+    key = ("task_sha256", "device_name", "torch_version", "compile_mode")
+    assert [cold[k] for k in key] == [warm[k] for k in key] == [tiny_task.sha256(), result.device_name,
+                                                                torch.__version__, "default"]
+    assert (cold["cache_hits"], warm["cache_misses"]) == (0, 0)
+    assert cold["cache_misses"] >= 1 and warm["cache_hits"] == cold["cache_misses"]
+    assert (cache / "fxgraph").is_dir() and (cache / ".gitignore").read_text().endswith("*\n")
+    print(f"compile baseline of {tiny_task.id}: {cold['seconds']:.1f} s cold, {warm['seconds']:.1f} s warm")

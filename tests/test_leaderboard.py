@@ -51,6 +51,11 @@ def result(task: str, status: str, ms: float, eager_ms: float, compile_ms: float
     return evaluation
 
 
+def failed(task: str, status: str, reason: str) -> EvalResult:
+    return EvalResult(task_id=task, status=status, reason=reason, detail="", device="cuda", device_name="NVIDIA Test",
+                      torch_version="2.13.0", mode="eval", size="full", trials=5, hypothesis_seed=1)
+
+
 class Recorder:
     """One run of one task: calls and candidates in the order they are recorded."""
 
@@ -59,15 +64,17 @@ class Recorder:
         self.run = store.start_run(key or f"{strategy}:{task}", {"task": task, "strategy": strategy, "llm": llm})
         self.calls = 0
 
-    def call(self, dollars: float, model: str = SONNET) -> int:
+    def call(self, dollars: float, model: str = SONNET, move: str | None = None) -> int:
         self.calls += 1
         slot = f"s{self.calls}"
         request = Request(role="optimizer", system="sys", prompt=f"faster {slot}", task_id=self.task, slot=slot)
-        return self.store.record_llm_call(self.run, self.task, slot, request, Reply("text", model, dollars=dollars))
+        meta = {"move": move} if move else {}
+        return self.store.record_llm_call(self.run, self.task, slot, request,
+                                          Reply("text", model, dollars=dollars, meta=meta))
 
     def candidate(self, evaluation: EvalResult, call: int | None = None) -> int:
         candidate = self.store.record_candidate(
-            self.run, self.task, f"# candidate {self.calls} {evaluation.speedups['eager'].value}",
+            self.run, self.task, f"# candidate {self.calls} {evaluation.status} {evaluation.speedups.get('eager')}",
             parent_ids=[], island=None, round=None, agent="optimizer", slot=f"c{self.calls}", llm_call_id=call)
         self.store.record_evaluation(candidate, evaluation)
         return candidate
@@ -157,6 +164,50 @@ def test_geomeans_per_level_and_strategy(board):
     assert o.eager_all_tasks == pytest.approx(math.sqrt(1.3 * 1.0))
     level5 = board.geomean("pike-o", "level5")
     assert (level5.solved, level5.eager, level5.eager_all_tasks) == (0, None, 1.0)
+
+
+def test_a_mark_gets_geomeans_of_its_own_and_unsolved_tasks_count_1_over_every_baseline(store_path):
+    board = lb.build(store_path, marks={"pike": [MLP, "level3/99_NotRun"]})
+    assert (board.entry("pike-b", MLP).marks, board.entry("pike-b", ATTN).marks) == (["pike"], [])
+    pike = board.geomean("pike-b", mark="pike")
+    assert (pike.group, pike.tasks, pike.eager, pike.compile, pike.graph) == ("-m pike", 1, 1.5, 1.1, None)
+    assert board.geomean("pike-b").tasks == 2  # the row over all tasks is still the one without a mark
+    # pike-o solved the MLP only (1.3 over eager, 0.95 over compile); its Attention counts 1.0 over each.
+    o = board.geomean("pike-o")
+    assert (o.compile_all_tasks, o.graph_all_tasks) == (pytest.approx(math.sqrt(0.95)), None)
+    b = board.geomean("pike-b")
+    assert (b.compile_all_tasks, b.graph_all_tasks) == (pytest.approx(math.sqrt(1.1 * 1.6)), pytest.approx(1.25))
+    table = board.to_markdown()
+    assert "| pike-b     | -m pike    |       1 |" in table
+    compare = board.to_markdown(view="compare")
+    assert "geomean -m pike" in compare and "geomean all" in compare
+
+
+def test_a_best_below_graph_gets_a_line_on_why(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    with Store(path) as store:
+        below = Recorder(store, "pike-b", MLP, llm="offline")
+        below.candidate(result(MLP, CORRECT, 2.0, 3.0, 2.5, 1.5, 1.25, graph=(1.8, 0.9)), below.call(0, move="tf32"))
+        below.candidate(failed(MLP, "runtime_error", "RuntimeError: overwritten by a subsequent run"),
+                        below.call(0, move="compile-cuda-graph"))
+        store.finish_run(below.run)
+        above = Recorder(store, "pike-b", ATTN, llm="offline")
+        above.candidate(result(ATTN, CORRECT, 2.0, 3.0, 2.5, 1.5, 1.25, graph=(2.4, 1.2)), above.call(0, move="tf32"))
+        unsolved = Recorder(store, "pike-b", "level3/5_AlexNet", llm="offline")
+        unsolved.candidate(failed("level3/5_AlexNet", "incorrect", "output differs at index (0, 1)"), unsolved.call(0))
+    board = lb.build(path)
+    assert board.entry("pike-b", MLP).below_graph == (
+        "best tf32 (c1) at 0.90x [0.89, 0.91] over graph, 1 of 2 evaluated candidates correct; "
+        "failed: compile-cuda-graph (c2) runtime_error: RuntimeError: overwritten by a subsequent run")
+    assert board.entry("pike-b", ATTN).below_graph is None
+    assert board.entry("pike-b", "level3/5_AlexNet").below_graph == (
+        "no correct candidate; failed: c1 incorrect: output differs at index (0, 1)")
+    assert (board.entry("pike-b", MLP).finished, board.entry("pike-b", ATTN).finished) == (True, False)
+    table = board.to_markdown()
+    assert "Below the graph baseline, and why:\n\n- pike-b level3/1_MLP: best tf32 (c1)" in table
+    assert "- pike-b level3/5_AlexNet: no correct candidate" in table and "level5/1_Attention:" not in table
+    assert re.search(r"\| level5/1_Attention .*\| 1\* ", table)  # its run was not finished
+    assert "compile-cuda-graph (c2) runtime_error" in board.to_html({})
 
 
 def test_trajectories(board):
@@ -289,7 +340,7 @@ def test_table_sorts_in_headless_chromium(board, tmp_path):
     page = tmp_path / "sorted.html"
     page.write_text(board.to_html({}).replace("</body>", clicks))
     dom = headless(page, tmp_path / "profile", "--dump-dom")
-    assert "<title>2.00x 1.50x 1.30x -</title>" in dom
+    assert "<title>2.00x [1.96, 2.04] 1.50x [1.47, 1.53] 1.30x [1.27, 1.33] -</title>" in dom
 
 
 def test_pike_leaderboard_prints_the_chosen_baseline_and_says_when_there_is_no_record(store_path, tmp_path):
@@ -300,6 +351,12 @@ def test_pike_leaderboard_prints_the_chosen_baseline_and_says_when_there_is_no_r
     run = pike("--store", str(store_path), "--view", "compare", "--over", "graph")
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[0].startswith("| task (over graph)")
+    marked = pike("--store", str(store_path), "--mark", "pike")  # marks read from the built-in suite's files
+    assert marked.returncode == 0, marked.stderr
+    assert re.search(r"\| pike-b +\| -m pike +\| +1 \| +1 \| 1\.50x", marked.stdout)
+    unknown = pike("--store", str(store_path), "--mark", "fast")
+    assert unknown.returncode == 2 and unknown.stderr.strip().splitlines() == [
+        "pike: --mark fast: no task carries it; marks there: pike"]
     missing = pike("--store", str(tmp_path / "none.sqlite"))
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     assert "no record at" in missing.stderr

@@ -19,6 +19,7 @@ from pike_bench.evaluate.result import (
     INCORRECT,
     RUNTIME_ERROR,
     SUSPICIOUS,
+    BuildCost,
     ContestantResult,
     EvalResult,
     Speedup,
@@ -300,6 +301,22 @@ def test_best_without_baselines_is_the_lowest_time(path):
 # -- concurrency and the file ---------------------------------------------------------------
 
 
+def test_a_compile_baseline_built_in_the_evaluation_is_recorded_by_its_key(path):
+    built = eval_result(CORRECT, ms=2.0, eager=3.0)
+    built.task_sha256, built.compile_mode = "ab" * 32, "max-autotune"
+    built.baselines["compile"] = ContestantResult("compile", CORRECT, timing=timing(4.0), build=BuildCost(41.5, 0, 3))
+    kept = replace(built, baselines={**built.baselines, "compile": ContestantResult("compile", CORRECT, timing=timing(4.0))})
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {})
+        store.record_evaluation(record_candidate(store, run_id, "a", "s0"), built)
+        store.record_evaluation(record_candidate(store, run_id, "b", "s1"), kept)  # built in an earlier job
+        assert [(b["task_id"], b["device_name"], b["torch_version"], b["compile_mode"], b["seconds"],
+                 b["cache_hits"], b["cache_misses"]) for b in store.compile_builds("ab" * 32)] == [
+            (TASK, "cpu (x86_64)", "2.13.0+cpu", "max-autotune", 41.5, 0, 3)]
+        assert store.compile_builds("cd" * 32) == []
+        assert EvalResult.from_dict(store.recorded_evaluation(run_id, TASK, "a")) == built
+
+
 def test_writes_from_many_threads_under_asyncio(path):
     async def main(store: Store, run_id: int) -> list[int]:
         slots = [f"r{i // 10}/s{i % 10}" for i in range(60)]
@@ -319,6 +336,17 @@ def test_a_file_from_a_newer_version_is_refused(path):
         db.commit()
     with pytest.raises(StoreError, match="newer"):
         Store(path)
+
+
+def test_a_file_written_before_compile_builds_gains_the_table_and_keeps_its_runs(path):
+    with Store(path) as store:
+        store.start_run("run-a", {"budget": 3})
+    with closing(sqlite3.connect(path)) as db:  # as pike-bench wrote it before compile_builds
+        db.execute("DROP TABLE compile_builds")
+        db.commit()
+    with Store(path) as store:
+        assert store.start_run("run-a", {}) == 1 and store.run(1)["config"] == {"budget": 3}
+        assert store.compile_builds() == []
 
 
 def test_opening_again_keeps_one_schema_version(path):

@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Iterable
 
 from pike_bench.baselines import baseline_source
@@ -83,6 +84,7 @@ class Evaluator:
         defenses: bool = True,
         sandbox: str = "auto",
         check: str = "strict",
+        compile_cache: str | Path | None = None,
     ):
         self.device = device or default_device()
         self.size = size or ("full" if self.device.startswith("cuda") else "small")
@@ -99,7 +101,10 @@ class Evaluator:
         self.defenses = defenses  # off only to measure their cost
         # auto: bubblewrap where it works (self.sandbox.why_not says why not); on: it or SandboxUnavailable.
         self.sandbox = Sandbox.choose(sandbox)
-        self.worker = WorkerProcess(self.device, self.sandbox)
+        # Where inductor caches the compile baseline's code: beside the record, so that a
+        # resumed or repeated run loads it instead of compiling again.
+        self.compile_cache = str(compile_cache or "")
+        self.worker = WorkerProcess(self.device, self.sandbox, self.compile_cache)
         self.interrupted = False
 
     def __enter__(self) -> "Evaluator":
@@ -216,6 +221,8 @@ class Evaluator:
             baselines=baselines,
             speedups=speedups_over(mine.timing, baselines),
             seconds=time.perf_counter() - started,
+            task_sha256=task.sha256(),
+            compile_mode=self.compile_mode if "compile" in self.baselines else "",
         )
         self._flag_if_suspicious(result)
         return result

@@ -11,6 +11,7 @@ import copy
 import hashlib
 import platform
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +41,7 @@ from pike_bench.evaluate.result import (
     INCORRECT,
     REJECTED,
     RUNTIME_ERROR,
+    BuildCost,
     ContestantResult,
 )
 from pike_bench.evaluate.stats import summarize
@@ -177,12 +179,15 @@ class Worker:
     def _contest(self, contestant, request, module, init_inputs, expected, progress):
         """Build one contestant and check it on Hypothesis input sets."""
         digest = hashlib.sha256(contestant.source.encode()).hexdigest()
+        build = None
         model = self._trusted.get(digest) if contestant.trusted else None
         # Said apart, so that a progress display can tell a baseline built (the compile
         # baseline: tens of seconds on its first call) from one kept since the last job.
         progress(f"{'building' if model is None else 'reusing'} {contestant.name}", contestant.name)
         try:
-            if model is None:
+            if model is None and contestant.trusted:
+                model, build = self._build_baseline(contestant, request, module, init_inputs, expected)
+            elif model is None:
                 model = _build(contestant, request, init_inputs, self.workdir, getattr(module, "SMALL", None))
             if not contestant.trusted:
                 check_no_candidate_threads()
@@ -194,6 +199,7 @@ class Worker:
         entry = Built(model, contestant.trusted, precision_settings())
         result = self._check(contestant.name, entry, request, expected, progress, request.hypothesis_seed)
         result.precision = describe_precision(self.defaults, entry.settings)
+        result.build = build
         if result.status != CORRECT:
             return result, None
         if not contestant.trusted:
@@ -201,6 +207,19 @@ class Worker:
         if contestant.trusted:
             self._trusted[digest] = model
         return result, entry
+
+    def _build_baseline(self, contestant, request, module, init_inputs, expected) -> tuple[Any, BuildCost]:
+        """A baseline built and called once: torch.compile compiles, and a CUDA graph is
+        captured, on the first call, so that call belongs to what the build costs."""
+        before = _fx_graph_cache_counts()
+        started = time.perf_counter()
+        model = _build(contestant, request, init_inputs, self.workdir, getattr(module, "SMALL", None))
+        model(*[_to(x, request.device) for x in expected.inputs(InputDraw(request.timing_seed))])
+        if request.device.startswith("cuda"):
+            torch.cuda.synchronize(request.device)
+        seconds = time.perf_counter() - started
+        hits, misses = (now - then for now, then in zip(_fx_graph_cache_counts(), before))
+        return model, BuildCost(seconds, hits, misses)
 
     def _precision(self, entry: Built, expected: "ExpectedOutputs", request: JobRequest, settings: str) -> str:
         """What precision the candidate computes in, next to the reference's: global
@@ -481,6 +500,11 @@ def _matches(expected: Any, got: Any, tolerance: tuple, whole: bool) -> bool:
     except Mismatch:
         return False
     return True
+def _fx_graph_cache_counts() -> tuple[int, int]:
+    """Inductor's FX graph cache hits and misses so far in this process."""
+    from torch._dynamo.utils import counters
+
+    return counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
 
 
 def _first_failure(exc: BaseException) -> BaseException:

@@ -45,6 +45,17 @@ class Speedup:
 
 
 @dataclass
+class BuildCost:
+    """What building a baseline cost: construction and its first call, where torch.compile
+    compiles and a CUDA graph is captured. Inductor's FX graph cache hits and misses say
+    whether the compiled code came from the cache (a warm build) or was generated."""
+
+    seconds: float
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+
+@dataclass
 class ContestantResult:
     """What the worker found for one contestant (a baseline or the candidate)."""
 
@@ -55,6 +66,7 @@ class ContestantResult:
     timing: Timing | None = None
     precision: str = ""  # numeric settings it changed, e.g. "matmul_tf32=True"
     rule: str = ""  # the rule it broke (evaluate.policy.RULES); "" if none
+    build: BuildCost | None = None  # a baseline built in this job (None: kept from an earlier job)
 
 
 @dataclass
@@ -81,6 +93,8 @@ class EvalResult:
     baselines: dict[str, ContestantResult] = field(default_factory=dict)
     speedups: dict[str, Speedup] = field(default_factory=dict)
     seconds: float = 0.0
+    task_sha256: str = ""  # the task file evaluated against
+    compile_mode: str = ""  # torch.compile's mode in the compile baseline
 
     @property
     def correct(self) -> bool:
@@ -98,7 +112,7 @@ class EvalResult:
         values = dict(data)
         values["timing"] = _timing(values.get("timing"))
         values["baselines"] = {
-            name: ContestantResult(**{**b, "timing": _timing(b.get("timing"))})
+            name: ContestantResult(**{**b, "timing": _timing(b.get("timing")), "build": _build(b.get("build"))})
             for name, b in values.get("baselines", {}).items()
         }
         values["speedups"] = {name: Speedup(**s) for name, s in values.get("speedups", {}).items()}
@@ -107,3 +121,7 @@ class EvalResult:
 
 def _timing(data: dict[str, Any] | None) -> Timing | None:
     return Timing(**data) if data else None
+
+
+def _build(data: dict[str, Any] | None) -> BuildCost | None:
+    return BuildCost(**data) if data else None

@@ -67,7 +67,9 @@ class WorkerProcess:
     """The parent's handle on one worker process."""
 
     device: str
+    device: str
     sandbox: Sandbox
+    compile_cache: str = ""  # TORCHINDUCTOR_CACHE_DIR for the worker ("": torch's default)
     process: subprocess.Popen | None = None
     confined: Confined | None = None  # its command line, environment and scratch folder
     conn: Connection | None = None
@@ -84,6 +86,9 @@ class WorkerProcess:
         fd, self.log_path = tempfile.mkstemp(prefix=f"pike_worker_{self.device.replace(':', '')}_", suffix=".log")
         # On the CPU, Triton candidates run in its interpreter.
         env = {"TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET", "1")} if self.device == "cpu" else {}
+        if self.compile_cache:
+            env["TORCHINDUCTOR_CACHE_DIR"] = str(prepare_compile_cache(Path(self.compile_cache)))
+            env["TORCHINDUCTOR_FX_GRAPH_CACHE"] = os.environ.get("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
         self.confined = self.sandbox.prepare([sys.executable, "-c", _WORKER_MAIN, str(child.fileno())], env=env)
         with os.fdopen(fd, "w") as log:
             self.process = subprocess.Popen(
@@ -175,6 +180,19 @@ class WorkerProcess:
         if self.confined is not None:
             self.confined.remove_scratch()
         self.process, self.conn, self.confined = None, None, None
+
+
+def prepare_compile_cache(path: Path) -> Path:
+    """The folder where torch's inductor keeps what it compiled (FX graph, autotune and
+    Triton caches), made if missing. A worker that builds the compile baseline again (a
+    new worker, another run on the same record) then loads it instead of compiling.
+    Its files are binaries of one machine's GPU and toolchain, so git ignores them."""
+    path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# pike-bench: torch inductor's compile cache, not for version control\n*\n")
+    return path
 
 
 def _describe_exit(code: int | None) -> str:
