@@ -22,7 +22,7 @@ from typing import Callable
 from pike_bench.evaluate import Evaluator
 from pike_bench.evaluate.pool import EvaluatorPool
 from pike_bench.evaluate.prebuild import Prebuilder
-from pike_bench.evaluate.result import CORRECT, EvalResult
+from pike_bench.evaluate.result import CORRECT, SUSPICIOUS, EvalResult
 from pike_bench.llm.base import Proposer, Reply, Request
 from pike_bench.search.agents import Agents, Outcome, Scored
 from pike_bench.search.budget import Budget
@@ -61,6 +61,8 @@ class TaskOutcome:
     dollars: float
     candidates: int
     solution: Path | None = None  # where the best candidate was written, if it beat the stored one
+    review: Scored | None = None  # with no correct candidate, the fastest flagged suspicious
+    review_file: Path | None = None  # its source, for `pike accept` after a person has looked
 
 
 def choose_llm(options: OptimizeOptions) -> str:
@@ -146,9 +148,13 @@ class Optimizer:
             proposer = RecordedProposer(make_proposer(self.options), store, run_id)
             results: dict[str, EvalResult] = {}
             fresh: set[str] = set()
+            queries = self.options.budget_queries
+            library_size = getattr(proposer.inner, "library_size", None)
+            if library_size is not None and queries is not None:  # a finite library (offline): no query re-proposes it
+                queries = min(queries, library_size(task.path.read_text(), self.evaluator.device))
             agents = Agents(
                 proposer,
-                Budget(self.options.budget_queries, self.options.budget_dollars),
+                Budget(queries, self.options.budget_dollars),
                 self._evaluator_for(task, store, run_id, results, fresh),
                 task.id,
                 task.path.read_text(),
@@ -222,6 +228,13 @@ class Optimizer:
         )
         if top is not None and result is not None and result.status == CORRECT:
             outcome.solution = self._write_solution(task, top, result)
+        flagged = sorted((s for s in agents.history if s.outcome.status == SUSPICIOUS and s.outcome.speedup),
+                         key=lambda s: -s.outcome.speedup)
+        if top is None and flagged:  # not a dead end: the summary says how to accept it after review
+            outcome.review = flagged[0]
+            outcome.review_file = self.options.store_path.parent / "review" / f"{task.id.replace('/', '__')}.py"
+            outcome.review_file.parent.mkdir(parents=True, exist_ok=True)
+            outcome.review_file.write_text(flagged[0].source)
         return outcome
 
     def _write_solution(self, task: Task, best: Scored, result: EvalResult) -> Path | None:
