@@ -401,10 +401,14 @@ def _pike_moe_forward(self, x):
     rows = order // k
     counts = _pike_torch.zeros(n_experts, dtype=_pike_torch.long, device=x.device).scatter_add_(0, flat, _pike_torch.ones_like(flat))
     ends = counts.cumsum(0)
-    if hasattr(_pike_torch, "_grouped_mm") and x.dtype == _pike_torch.bfloat16:
+    out = None
+    if route.get("grouped", hasattr(_pike_torch, "_grouped_mm")) and x.dtype == _pike_torch.bfloat16:
         route.update(offsets=ends.to(_pike_torch.int32), row_expert=expert)
-        out = grouped.expert(x[rows])
-    else:  # padded: each expert's rows at its own slots 0..count-1, capacity `tokens`
+        try:
+            out = grouped.expert(x[rows])
+        except RuntimeError:  # this torch's grouped GEMM does not take these shapes or this device
+            route["grouped"] = False
+    if out is None:  # padded: each expert's rows at its own slots 0..count-1, capacity `tokens`
         route.update(offsets=None)
         slot = _pike_torch.arange(flat.numel(), device=x.device) - (ends - counts)[expert]
         padded = x.new_zeros(n_experts, tokens, x.shape[-1])
