@@ -61,7 +61,7 @@ class TaskOutcome:
     dollars: float
     candidates: int
     solution: Path | None = None  # where the best candidate was written, if it beat the stored one
-    review: Scored | None = None  # with no correct candidate, the fastest flagged suspicious
+    review: Scored | None = None  # the fastest candidate flagged suspicious, if faster than the best correct one
     review_file: Path | None = None  # its source, for `pike accept` after a person has looked
 
 
@@ -230,7 +230,9 @@ class Optimizer:
             outcome.solution = self._write_solution(task, top, result)
         flagged = sorted((s for s in agents.history if s.outcome.status == SUSPICIOUS and s.outcome.speedup),
                          key=lambda s: -s.outcome.speedup)
-        if top is None and flagged:  # not a dead end: the summary says how to accept it after review
+        # Not a dead end: a flagged candidate faster than the best correct one is shown with
+        # how to accept it after a person has looked.
+        if flagged and (top is None or flagged[0].outcome.speedup > (top.outcome.speedup or 0.0)):
             outcome.review = flagged[0]
             outcome.review_file = self.options.store_path.parent / "review" / f"{task.id.replace('/', '__')}.py"
             outcome.review_file.parent.mkdir(parents=True, exist_ok=True)

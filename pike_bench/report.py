@@ -74,7 +74,7 @@ def optimize_table(outcomes: list) -> str:
 
 
 def review_line(outcome) -> str:
-    """A task whose best candidate was flagged suspicious: its speedup, and how to keep it."""
+    """A task whose fastest candidate was flagged suspicious: its speedup, and how to keep it."""
     flagged = outcome.review.outcome
     return (f"{outcome.task_id}: best candidate needs review: {flagged.speedup:.2f}x over eager ({flagged.reason}); "
             f"after review: pike accept {outcome.review_file} --task {outcome.task_id}")
