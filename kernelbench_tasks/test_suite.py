@@ -11,6 +11,7 @@ import pytest
 from pike_bench.baselines import BASELINES, parse_baselines
 from pike_bench.evaluate.result import CORRECT
 from pike_bench.evaluate.timing import record_in_benchmark
+from pike_bench.report import review_line
 
 
 @pytest.mark.parametrize("baseline", BASELINES)
@@ -50,6 +51,8 @@ def test_baseline(pike_task, pike_baselines, baseline, benchmark, pytestconfig):
 def test_optimize(pike_task, pike_optimize):
     """With --pike-optimize: the agents search within the budget; the best candidate is kept."""
     outcome = pike_optimize
+    if outcome.best is None and outcome.review is not None:
+        pytest.fail(review_line(outcome), pytrace=False)
     if outcome.best is None:
         pytest.fail(f"no correct candidate in {outcome.queries} queries ({outcome.candidates} evaluated)", pytrace=False)
 

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-l2-flush", action="store_true", help="do not flush the GPU's L2 cache before each timed call")
     run.add_argument("--no-baselines", action="store_true", help="check the candidate only; time no baseline")
     run.add_argument("--suspicious-over", type=float, default=10.0, metavar="X",
-                     help="a speedup over eager above X is flagged suspicious, not correct (default 10)")
+                     help="a speedup over the fastest baseline timed above X is flagged suspicious, not correct (default 10)")
     run.add_argument("--require-custom-kernel", action="store_true",
                      help="policy: reject candidates without a Triton, CUDA or C++ kernel")
     run.add_argument("--check", choices=CHECKS, default="strict", help=CHECK_HELP)

@@ -23,7 +23,7 @@ from typing import Callable
 from pike_bench.evaluate import Evaluator
 from pike_bench.evaluate.pool import EvaluatorPool
 from pike_bench.evaluate.prebuild import Prebuilder
-from pike_bench.evaluate.result import CORRECT, EvalResult
+from pike_bench.evaluate.result import CORRECT, SUSPICIOUS, EvalResult
 from pike_bench.llm.base import Proposer, Reply, Request
 from pike_bench.search.agents import Agents, Outcome, Scored
 from pike_bench.search.budget import Budget
@@ -66,6 +66,8 @@ class TaskOutcome:
     note: str = ""  # why no solution was written, when there was a candidate
     failed_queries: int = 0  # queries that gave no program (each is in the record with its reason)
     speedup_graph: float | None = None  # None where the graph baseline was not timed (the CPU)
+    review: Scored | None = None  # the fastest candidate flagged suspicious, if faster than the best correct one
+    review_file: Path | None = None  # its source, for `pike accept` after a person has looked
 
 
 def choose_llm(options: OptimizeOptions) -> str:
@@ -118,10 +120,10 @@ class StoreLedger:
         reply.meta = {**reply.meta, "llm_call_id": call_id}  # candidates point at the query they came from
 
 
-def resumed_budget(options: OptimizeOptions, store: Store, run_id: int, task_id: str) -> Budget:
+def resumed_budget(queries: int | None, dollars: float | None, store: Store, run_id: int, task_id: str) -> Budget:
     """The task's budget, less what the record says this run already spent on it."""
-    queries, dollars = store.spent(run_id, task_id)
-    return Budget(options.budget_queries, options.budget_dollars, spent_queries=queries, spent_dollars=dollars,
+    spent_queries, spent_dollars = store.spent(run_id, task_id)
+    return Budget(queries, dollars, spent_queries=spent_queries, spent_dollars=spent_dollars,
                   by_role=store.queries_by_role(run_id, task_id))
 
 
@@ -183,9 +185,13 @@ class Optimizer:
                                                           "llm": choose_llm(self.options),
                                                           "check": self.evaluator.check.name})
             proposer = make_proposer(self.options)
+            queries = self.options.budget_queries
+            library_size = getattr(proposer, "library_size", None)
+            if library_size is not None and queries is not None:  # a finite library (offline): no query re-proposes it
+                queries = min(queries, library_size(task.path.read_text(), self.evaluator.device))
             agents = Agents(
                 proposer,
-                resumed_budget(self.options, store, run_id, task.id),
+                resumed_budget(queries, self.options.budget_dollars, store, run_id, task.id),
                 self._evaluator_for(task, store, run_id),
                 task.id,
                 task.path.read_text(),
@@ -295,6 +301,15 @@ class Optimizer:
         elif agents.unaffordable is not None and not agents.history:
             outcome.note = (f"no query fits the dollar budget: one query may cost up to ${agents.unaffordable:.4f}, "
                             f"and ${agents.budget.spent_dollars:.4f} of ${agents.budget.dollars:.4f} is spent")
+        flagged = sorted((s for s in agents.history if s.outcome.status == SUSPICIOUS and s.outcome.speedup),
+                         key=lambda s: -s.outcome.speedup)
+        # Not a dead end: a flagged candidate faster than the best correct one is shown with
+        # how to accept it after a person has looked.
+        if flagged and (top is None or flagged[0].outcome.speedup > (top.outcome.speedup or 0.0)):
+            outcome.review = flagged[0]
+            outcome.review_file = self.options.store_path.parent / "review" / f"{task.id.replace('/', '__')}.py"
+            outcome.review_file.parent.mkdir(parents=True, exist_ok=True)
+            outcome.review_file.write_text(flagged[0].source)
         return outcome
 
     def _write_solution(self, task: Task, best: Scored, result: EvalResult) -> tuple[Path | None, str]:

@@ -74,4 +74,11 @@ def optimize_table(outcomes: list) -> str:
     ]
     headers = ["task", "best over eager", "best over compile", "best over graph", "queries", "failed queries",
                "dollars", "candidates", "solution written"]
-    return tabulate(rows, headers=headers, tablefmt="github")
+    return "\n".join([tabulate(rows, headers=headers, tablefmt="github")] + [review_line(o) for o in outcomes if o.review])
+
+
+def review_line(outcome) -> str:
+    """A task whose fastest candidate was flagged suspicious: its speedup, and how to keep it."""
+    flagged = outcome.review.outcome
+    return (f"{outcome.task_id}: best candidate needs review: {flagged.speedup:.2f}x over eager ({flagged.reason}); "
+            f"after review: pike accept {outcome.review_file} --task {outcome.task_id}")

@@ -9,7 +9,7 @@ import pytest
 
 from pike_bench.candidate import extract_code, import_source
 from pike_bench.evaluate import Evaluator, TimingOptions
-from pike_bench.llm import Proposer, ProposerError, Request
+from pike_bench.llm import Proposer, ProposerError, Request, prompts
 from pike_bench.llm.offline import COMBOS, MOVES, OfflineProposer, compile_default
 from pike_bench.screen import screen
 from pike_bench.tasks import task_from_file
@@ -145,16 +145,53 @@ def test_iba_lists_the_ideas_that_apply():
     assert ". compile-cuda-graph:" in on_cuda.text and ". cudnn-benchmark:" in on_cuda.text
 
 
-def test_efa_answers_with_the_plain_compile_or_the_parent(evaluator):
+def fix_request(task_id, parent, status, reason):
+    return Request(role="efa", system="", task_id=task_id, reference=TASKS[task_id].read_text(), device="cuda",
+                   parent=parent, prompt=prompts.fix_prompt(TASKS[task_id].read_text(), parent, status, reason, ""))
+
+
+def test_efa_answers_a_broken_rewrite_with_the_plain_compile_then_other_moves(evaluator):
     proposer = OfflineProposer()
     reference = TASKS["1_TinyMLP"].read_text()
     compiled = compile_default(reference, None, "cpu").strip() + "\n"
     broken = reference + "\n\nclass ModelNew(Model):\n    def forward(self, x):\n        return undefined_name\n"
     assert extract_code(ask(proposer, "1_TinyMLP", role="efa", parent=broken).text) == compiled
-    assert extract_code(ask(proposer, "1_TinyMLP", role="efa").text) == compiled
-    again = ask(proposer, "1_TinyMLP", role="efa", parent=compiled)
-    assert (extract_code(again.text), again.meta["move"]) == (compiled, "parent")
+    again = ask(proposer, "1_TinyMLP", role="efa", parent=compiled)  # the compile failed too: not a variant of it
+    assert "torch.compile(default)" not in extract_code(again.text) and again.meta["move"] != "compile"
     assert evaluator.evaluate(task_from_file(TASKS["1_TinyMLP"]), compiled).status == "correct"
+
+
+@pytest.mark.parametrize("reason, marks", [
+    ("Cannot copy between CPU and CUDA tensors during CUDA graph capture unless the CPU tensor is pinned",
+     ("_PikeCUDAGraph(model)", "reduce-overhead", "_PikePiecewiseGraph(", "_PikeCapture(")),
+    ("torch._dynamo.exc.Unsupported: data dependent operator", ("_pike_torch.compile(",)),
+    ("output 0 differs at index (3, 1): 0.52 vs 0.41", ("allow_tf32", "_PikeBF16")),
+])  # fmt: skip
+def test_efa_reads_the_reason_and_avoids_its_cause(reason, marks):
+    """The failed candidate is the first move (TF32 + compile + capture); the fix has none of the cause's marks."""
+    proposer = OfflineProposer()
+    first = asyncio.run(proposer.propose(Request(role="optimizer", system="", prompt="", task_id="44_MiniGPTBlock",
+                                                 reference=TASKS["44_MiniGPTBlock"].read_text(), device="cuda")))
+    failed = extract_code(first.text)
+    assert all(mark in failed for mark in marks[:1])  # the failed one has the cause
+    fix = asyncio.run(proposer.propose(fix_request("44_MiniGPTBlock", failed, "runtime_error", reason)))
+    source = extract_code(fix.text)
+    assert source.strip() != failed.strip() and not any(mark in source for mark in marks), fix.meta
+    assert fix.meta["cause"] and fix.text.startswith("Offline fix (")
+    second = asyncio.run(proposer.propose(fix_request("44_MiniGPTBlock", source, "runtime_error", reason)))
+    assert extract_code(second.text) not in (source, failed)  # the next one: what was given is not given again
+
+
+def test_the_optimizer_skips_what_the_efa_gave_and_the_library_size_counts_the_distinct_candidates():
+    proposer = OfflineProposer()
+    reference = TASKS["2_TinyConvBN"].read_text()
+    size = OfflineProposer.library_size(reference, "cpu")
+    fix = asyncio.run(proposer.propose(fix_request("2_TinyConvBN", reference, "runtime_error", "anything at all")))
+    sources = {extract_code(fix.text)}
+    for _ in range(size - 2):  # the ideas list is one query of the library's size
+        sources.add(extract_code(ask(proposer, "2_TinyConvBN").text))
+    assert len(sources) == size - 1  # every candidate once, the EFA's included
+    assert "best-known" in ask(proposer, "2_TinyConvBN").text  # then the library is spent
 
 
 def test_rewrites_change_the_built_model_not_the_source(tmp_path):

@@ -240,13 +240,20 @@ class Evaluator:
         return None
 
     def _flag_if_suspicious(self, result: EvalResult) -> None:
-        # Too good to be true is more often a hole in the checks than a kernel: a person looks first.
-        eager = result.speedups.get("eager")
-        if result.status == CORRECT and eager is not None and eager.value > self.suspicious_over:
+        """Too good to be true is more often a hole in the checks than a kernel: a person
+        looks first. The rule: a correct candidate is flagged when its speedup over the
+        fastest baseline timed beside it (eager, torch.compile or CUDA-graph replay,
+        whichever ran fastest) is above `suspicious_over`. Over eager alone, 10x is
+        routine for a launch-bound model once it is captured or compiled; over the best
+        of them it still means the candidate skipped work that a compiler could not."""
+        if result.status != CORRECT or not result.speedups:
+            return
+        name, speedup = min(result.speedups.items(), key=lambda item: item[1].value)
+        if speedup.value > self.suspicious_over:
             result.status = SUSPICIOUS
             result.reason = (
-                f"{eager.value:.1f}x over eager is above the {self.suspicious_over:g}x threshold: "
-                "it passed every check, but a person should look before it is trusted"
+                f"{speedup.value:.1f}x over {name}, the fastest baseline, is above the {self.suspicious_over:g}x "
+                "threshold: it passed every check, but a person should look before it is trusted"
             )
 
 

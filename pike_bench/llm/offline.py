@@ -8,12 +8,24 @@ wraps it, or changes submodules of the built instance, never the source text.
 ``None`` means the move does not apply (no Conv2d for channels-last, a CUDA-only
 move on the CPU).
 
-- role ``optimizer``: the k-th request for a task (counted per task id and role) gets
-  the k-th applicable move of :data:`MOVES`, then the combinations of :data:`COMBOS`;
-  once all are spent, the best-known combination again (a request is always answered);
+- role ``optimizer``: the first applicable move of the task's plan (the best-known
+  combination, the moves of :data:`MOVES`, the other combinations of :data:`COMBOS`)
+  not yet given for the task; once all are given, the best-known combination again
+  (a request is always answered);
 - role ``iba``: a numbered list of the moves and combinations that apply to the task;
-- role ``efa``: the reference's plain ``torch.compile`` in place of a failing
-  candidate, or the parent unchanged when that already is the plain compile.
+- role ``efa``: reads the evaluator's reason in the fix prompt and gives the first move
+  not yet given that avoids its cause (a failed capture: a move that captures nothing;
+  a failed compile: one that does not compile; outside the tolerance: no TF32/bf16),
+  not a variant of the failed one; the parent unchanged when nothing is left.
+
+:meth:`OfflineProposer.library_size` is the number of queries that reach every distinct
+candidate; the optimizer caps an offline budget there.
+
+The frontier moves (``moe-grouped``, ``decode-capture-if-faster``, ``sdpa-rewrite``,
+``capture-pieces``, ``scan-chunked``, ``channels-last-3d``) paste runtime pieces from
+:mod:`pike_bench.llm.offline_runtime` and method rewrites found by
+:mod:`pike_bench.llm.offline_rewrites`; each says when it applies in its docstring.
+Every candidate states its precision changes in a ``# precision:`` line.
 
 The built-in moves rewrite the reference; the parent is passed so that a move may
 build on it. Every reply is a short explanation and the candidate in one fenced ```python block,
@@ -24,12 +36,15 @@ dollars are 0.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import re
 import time
 from dataclasses import dataclass, fields, replace
 from typing import Callable, NamedTuple
 
+from pike_bench.llm import offline_runtime
 from pike_bench.llm.base import ROLES, ProposerError, Reply, Request
+from pike_bench.llm.offline_rewrites import rewrite_attention, rewrite_classes, rewrite_scan
 
 MoveFn = Callable[[str, "str | None", str], "str | None"]
 
@@ -52,6 +67,15 @@ _SCORES = re.compile(
 )
 _ACTIVATION = re.compile(r"\bnn\.(?:ReLU|GELU)\(|^class\s+\w*gelu\w*\s*\(", re.IGNORECASE | re.MULTILINE)
 _LAYER_NORM = re.compile(r"\bnn\.LayerNorm\(")
+# What a CUDA graph cannot hold: a wait for the device, or a shape made of tensor values
+# (one-argument torch.where is nonzero). Boolean-mask indexing has no textual mark: the
+# runtime probe of the capture moves finds it.
+_HOST_SYNC = re.compile(
+    r"\.(?:item|tolist|cpu|numpy|nonzero)\(\s*\)|\b(?:nonzero|unique|masked_select|bincount|argwhere)\(|"
+    r"\btorch\.where\(\s*[^,()]*(?:\([^()]*\))?[^,()]*\)"
+)
+_MOE = (re.compile(r"\bself\.experts\b"), re.compile(r"\bself\.gate\b"))
+_KV_CACHE = re.compile(r"\bcache\w*\s*\[[^\]\n]*\]\s*=[^=]")  # a write into a slice of a cache
 
 
 def _cuda(device: str) -> bool:
@@ -79,6 +103,31 @@ def _layer_norms(source: str) -> bool:
     return bool(_LAYER_NORM.search(source)) and _has_triton()
 
 
+def _host_syncs(source: str) -> bool:
+    return bool(_HOST_SYNC.search(source))
+
+
+def _experts(source: str) -> bool:
+    return all(pattern.search(source) for pattern in _MOE)
+
+
+def _kv_cache(source: str) -> bool:
+    return bool(_KV_CACHE.search(source))
+
+
+def _conv3d(source: str) -> bool:
+    return bool(_CONV3D.search(source))
+
+
+# Method rewrites found in the source: {class name: subclass source}, per kind.
+_REWRITERS = {"sdpa": (rewrite_attention, "_PikeSDPA"), "scan": (rewrite_scan, "_PikeScan")}
+
+
+def _rewrites(source: str, kind: str) -> dict[str, str]:
+    rewrite, prefix = _REWRITERS[kind]
+    return rewrite_classes(source, rewrite, prefix)
+
+
 # --- a rewrite: which pieces ModelNew is made of, and its source ---
 
 
@@ -90,26 +139,82 @@ class Recipe:
     triton: bool = False  # ReLU/GELU modules become one Triton kernel each
     triton_norm: bool = False  # LayerNorm modules become one Triton kernel each
     channels_last: bool = False  # NHWC weights and inputs
+    channels_last_3d: bool = False  # NDHWC weights and inputs (Conv3d models)
+    moe: bool = False  # MoE modules route tokens on the device and run experts as one grouped GEMM
+    rewrites: tuple[str, ...] = ()  # method rewrites found in the source ("sdpa", "scan"), checked on the first call
     bf16: bool = False  # bf16 autocast, floating outputs cast back
     compile: str | None = None  # torch.compile mode
-    graph: bool = False  # CUDA-graph capture of the whole forward
+    graph: bool = False  # CUDA-graph capture of the whole forward (of its sync-free parts where it syncs)
+    pieces: bool = False  # CUDA-graph capture of the largest sub-modules free of host syncs
+    fastest: bool = False  # the whole forward captured, kept only if it times faster than without
 
     def describe(self) -> str:
         parts = {
             "tf32": "TF32", "cudnn_benchmark": "cudnn.benchmark", "sdpa": "SDPA attention",
-            "triton": "Triton activations", "triton_norm": "Triton LayerNorm", "channels_last": "channels-last", "bf16": "bf16 autocast",
+            "triton": "Triton activations", "triton_norm": "Triton LayerNorm", "channels_last": "channels-last",
+            "channels_last_3d": "channels-last-3d", "moe": "sync-free MoE routing (grouped GEMM)", "bf16": "bf16 autocast",
         }  # fmt: skip
         named = [parts[f.name] for f in fields(self) if f.name in parts and getattr(self, f.name)]
+        named += [_REWRITE_NAMES[kind] for kind in self.rewrites]
         if self.compile:
             named.append(f"torch.compile({self.compile})")
         if self.graph:
             named.append("CUDA-graph capture")
+        if self.pieces:
+            named.append("CUDA-graph capture of the sync-free parts")
+        if self.fastest:
+            named.append("CUDA-graph capture if it times faster")
         return " + ".join(named) or "eager"
+
+    def precision(self) -> str:
+        """What the rewrite does to numerics, written into the candidate."""
+        notes = []
+        if self.tf32:
+            notes.append("TF32 for fp32 matmuls and convolutions (10-bit mantissa inputs, fp32 accumulation)")
+        if self.bf16:
+            notes.append("bf16 autocast (matmuls and convolutions in bf16, outputs cast back)")
+        if self.moe:
+            notes.append("routed expert outputs summed per token in fp32, in another order; expert GEMMs in the experts' dtype")
+        if "sdpa" in self.rewrites or self.sdpa:
+            notes.append("fused attention kernel in the inputs' dtype (another summation order)")
+        if "scan" in self.rewrites:
+            notes.append("chunked scan: decay products from sums of logarithms in the scan's dtype")
+        return "; ".join(notes) or "unchanged (the reference's dtypes and kernels' own orders)"
+
+
+_REWRITE_NAMES = {"sdpa": "SDPA rewrite of the attention", "scan": "chunked linear scan"}
+
+
+def _runtime(*sections: str) -> str:
+    """Sections of offline_runtime's source (by their `# --- name ---` headings), in the order given."""
+    text = inspect.getsource(offline_runtime)
+    parts = {part.split(" ---", 1)[0]: part.split("\n", 1)[1] for part in text.split("\n# --- ")[1:]}
+    return "".join("\n\n" + parts[name].strip("\n") + "\n" for name in sections)
+
+
+def _needed_runtime(recipe: Recipe) -> list[str]:
+    sections = []
+    if recipe.pieces or recipe.fastest or recipe.graph:
+        sections += ["host syncs", "CUDA-graph capture"]
+    if recipe.rewrites or recipe.moe:
+        sections.append("rewritten classes, checked on the first call")
+    if recipe.moe:
+        sections.append("mixture of experts")
+    if "scan" in recipe.rewrites:
+        sections.append("linear recurrences")
+    return sections
 
 
 def render(reference: str, recipe: Recipe) -> str:
-    """The reference source with a ModelNew made of the recipe's pieces appended."""
-    helpers = [_MAP] if recipe.channels_last or recipe.bf16 or recipe.compile == "reduce-overhead" or recipe.graph else []
+    """The reference source with a ModelNew made of the recipe's pieces appended.
+
+    Capture safety: a graph recipe for a source with host syncs (``_HOST_SYNC``) is
+    rendered as the piecewise capture, which captures the whole forward only where a
+    probe on the first call finds it free of them (an MoE rewrite may remove them)."""
+    if recipe.graph and _host_syncs(reference):
+        recipe = replace(recipe, graph=False, pieces=True)
+    helpers = [_MAP] if recipe.channels_last or recipe.channels_last_3d or recipe.bf16 or recipe.compile == "reduce-overhead" or recipe.graph else []
+    helpers += [_runtime(*_needed_runtime(recipe))] if _needed_runtime(recipe) else []
     init = []
     if recipe.tf32:
         init += [
@@ -119,6 +224,18 @@ def render(reference: str, recipe: Recipe) -> str:
     if recipe.cudnn_benchmark:
         init.append("_pike_torch.backends.cudnn.benchmark = True")
     init.append("model = Model(*args, **kwargs)")
+    if recipe.moe:
+        init.append("_pike_route_experts(model)")
+    compile_mode = recipe.compile
+    pieces_compile = None
+    if recipe.pieces:  # the probe runs the eager model; compile only where the whole forward is captured
+        pieces_compile, compile_mode = compile_mode, None
+    if recipe.rewrites:
+        classes = {name: source for kind in recipe.rewrites for name, source in _rewrites(reference, kind).items()}
+        helpers += ["\n\n" + source + "\n" for source in classes.values()]
+        swaps = ", ".join(f"{name}: {source.split('(', 1)[0].split()[-1]}" for name, source in classes.items())
+        init.append(f"model = _PikeChecked(model, {{{swaps}}}, compile_mode={compile_mode!r})")
+        compile_mode = None  # applied by _PikeChecked after its check
     if recipe.sdpa:
         helpers.append(_SDPA)
         # Attention the rewrite does not recognize is left to inductor's pattern matcher.
@@ -135,23 +252,29 @@ def render(reference: str, recipe: Recipe) -> str:
     if recipe.bf16:
         helpers.append(_BF16)
         init.append("model = _PikeBF16(model)")
-    if recipe.compile:
-        init.append(f"model = _pike_torch.compile(model, mode={recipe.compile!r})")
-    if recipe.channels_last:
+    if compile_mode:
+        init.append(f"model = _pike_torch.compile(model, mode={compile_mode!r})")
+    if recipe.channels_last or recipe.channels_last_3d:
         helpers.append(_CHANNELS_LAST)
-        init.append("model = _PikeChannelsLast(model)")
+        layout = "_pike_torch.channels_last_3d, 5" if recipe.channels_last_3d else "_pike_torch.channels_last, 4"
+        init.append(f"model = _PikeChannelsLast(model, {layout})")
     if recipe.compile == "reduce-overhead":
-        assert not recipe.graph, "inductor's CUDA graphs and a capture of our own do not nest"
+        assert not (recipe.graph or recipe.pieces or recipe.fastest), "inductor's CUDA graphs and a capture of our own do not nest"
         helpers.append(_FRESH)
         init.append("model = _PikeFresh(model)")
     if recipe.graph:
         helpers.append(_GRAPH)
         init.append("model = _PikeCUDAGraph(model)")
+    if recipe.pieces:
+        init.append(f"model = _PikePiecewiseGraph(model, compile_mode={pieces_compile!r})")
+    if recipe.fastest:
+        init.append("model = _PikeFastest(model, _PikeCapture(model))")
     init.append("self.model = model")
     body = "\n".join("        " + line for line in "\n".join(init).splitlines())
     return (
         reference.rstrip()
         + f"\n\n\n# ModelNew (pike offline rewrite): {recipe.describe()}\n"
+        + f"# precision: {recipe.precision()}\n"
         + "import torch as _pike_torch\n"
         + "".join(helpers)
         + _MODEL_NEW.format(body=body)
@@ -227,6 +350,7 @@ class _PikeCUDAGraph(_pike_torch.nn.Module):
 '''
 
 # The model is converted once (its later move to the device keeps the layout); 4-d
+# (5-d for channels-last-3d)
 # inputs are converted on each call, and outputs made contiguous as the reference's are.
 # A model whose first call fails in NHWC (a .view() that NHWC strides do not allow, as
 # in x.view(-1, 400) after a convolution) goes back to NCHW for good. The wrapper sits
@@ -234,10 +358,19 @@ class _PikeCUDAGraph(_pike_torch.nn.Module):
 _CHANNELS_LAST = '''
 
 class _PikeChannelsLast(_pike_torch.nn.Module):
-    def __init__(self, model):
+    def __init__(self, model, layout=_pike_torch.channels_last, dims=4):
         super().__init__()
-        self.model = model.to(memory_format=_pike_torch.channels_last)
+        self.layout, self.dims = layout, dims
+        self.model = model
+        self._convert(layout)
         self.fits = None  # decided by the first call
+
+    def _convert(self, layout):
+        # Tensor by tensor: nn.Module.to(memory_format=) refuses a model whose weights are
+        # not all of one rank (Conv2d and Conv3d together).
+        for t in list(self.model.parameters()) + list(self.model.buffers()):
+            if t.dim() == self.dims:
+                t.data = t.data.contiguous(memory_format=layout)
 
     def forward(self, *inputs):
         if self.fits is not False:
@@ -249,12 +382,12 @@ class _PikeChannelsLast(_pike_torch.nn.Module):
                 if self.fits:
                     raise
                 self.fits = False
-                self.model.to(memory_format=_pike_torch.contiguous_format)
+                self._convert(_pike_torch.contiguous_format)
         return self.model(*inputs)
 
     def _channels_last(self, inputs):
         inputs = [
-            x.contiguous(memory_format=_pike_torch.channels_last) if isinstance(x, _pike_torch.Tensor) and x.dim() == 4 else x
+            x.contiguous(memory_format=self.layout) if isinstance(x, _pike_torch.Tensor) and x.dim() == self.dims else x
             for x in inputs
         ]
         return _pike_map(lambda t: t.contiguous(), self.model(*inputs))
@@ -538,6 +671,65 @@ def triton_layer_norm(reference: str, parent: str | None, device: str) -> str | 
     return render(reference, Recipe(triton_norm=True)) if _layer_norms(reference) else None
 
 
+# --- moves for frontier models ---
+
+
+def capture_pieces(reference: str, parent: str | None, device: str) -> str | None:
+    """Capture safety. Applies where the source syncs with the host (`.item()`,
+    `.tolist()`, `nonzero`, one-argument `torch.where`, `.cpu()`, ...), which makes a
+    capture of the whole forward fail. The first call runs the model under a probe (a
+    TorchFunctionMode that also sees boolean-mask indexing) and captures each of the
+    largest sub-modules that make no host sync, one graph per input signature; the
+    rest runs eagerly. CUDA only."""
+    return render(reference, Recipe(pieces=True)) if _cuda(device) and _host_syncs(reference) else None
+
+
+def moe_grouped(reference: str, parent: str | None, device: str) -> str | None:
+    """Mixture of experts. Applies to modules with a `gate` (returning routing weights and
+    expert indices per token) and an `experts` ModuleList of alike experts made of linear
+    layers. Their forward becomes: sort the token-expert pairs by expert on the device,
+    gather the tokens, run all experts at once (torch._grouped_mm over stacked weights
+    in bf16, else a padded batched matmul), sum the weighted outputs per token in fp32.
+    No host sync, so the layer can be captured; kept only where it matches the module's
+    own forward on a probe."""
+    return render(reference, Recipe(moe=True)) if _experts(reference) else None
+
+
+def sdpa_rewrite(reference: str, parent: str | None, device: str) -> str | None:
+    """Attention written out (scores = q @ k^T / c, masks, softmax, @ v) in any of the
+    task's classes becomes one scaled_dot_product_attention call: a fused kernel that
+    never materializes the scores (for one query token, a decode path that reads the KV
+    cache once, strided, instead of a copy for the matmul). Checked on the first call
+    against the original forward."""
+    return render(reference, Recipe(rewrites=("sdpa",))) if _rewrites(reference, "sdpa") else None
+
+
+def decode_capture_if_faster(reference: str, parent: str | None, device: str) -> str | None:
+    """Decode with a KV cache. Applies where the source writes into a slice of a cache.
+    The eager forward (with the SDPA rewrite where the attention has the pattern) and its
+    CUDA-graph capture are both timed on the first call and the faster is kept: the
+    cache is a buffer, so its writes are static and the step can be captured, but a
+    step dominated by reading the cache may gain nothing, and then eager stays. No
+    torch.compile: it copies a mutated buffer whole. CUDA only."""
+    if not (_cuda(device) and _kv_cache(reference)):
+        return None
+    return render(reference, Recipe(rewrites=("sdpa",) if _rewrites(reference, "sdpa") else (), fastest=True))
+
+
+def scan_chunked(reference: str, parent: str | None, device: str) -> str | None:
+    """State-space and recurrent scans. Applies to a loop `for t in range(n): h = a[:, t] *
+    h + x[:, t]; hs.append(h)` stacked after (Mamba's selective scan, S4/RWKV-style
+    recurrences written out): it becomes a chunked scan, each chunk of 16 steps one batched
+    matmul with the decay matrix, a loop over chunks only for the carried state."""
+    return render(reference, Recipe(rewrites=("scan",))) if _rewrites(reference, "scan") else None
+
+
+def channels_last_3d(reference: str, parent: str | None, device: str) -> str | None:
+    """Convolutional VAEs (Conv3d): NDHWC weights and 5-d inputs, cuDNN's fast layout for
+    3-d convolutions; a model whose first call fails in that layout goes back."""
+    return render(reference, Recipe(channels_last_3d=True)) if _conv3d(reference) else None
+
+
 class Move(NamedTuple):
     name: str
     fn: MoveFn
@@ -554,6 +746,23 @@ MOVES: tuple[Move, ...] = (
          "win where a source writes softmax(q @ k^T) @ v out. minGPT-style modules are rewritten in place "
          "(checked against their own forward on a probe); other attention is left to torch.compile, whose "
          "pattern matcher turns it into SDPA. Applies when the source has that pattern."),
+    Move("moe-grouped", moe_grouped, False,
+         "MoE modules route tokens on the device (sorted by expert, no host sync) and run every expert as one "
+         "grouped GEMM (torch._grouped_mm in bf16, else a padded batched matmul); checked on a probe."),
+    Move("decode-capture-if-faster", decode_capture_if_faster, True,
+         "decode with a KV cache: SDPA rewrite of the attention, and a CUDA-graph capture of the step kept only "
+         "if it times faster than eager on the first call (no compile: it copies the mutated cache). CUDA only."),
+    Move("sdpa-rewrite", sdpa_rewrite, False,
+         "attention written out (q @ k^T, mask, softmax, @ v) in the task's classes becomes one "
+         "scaled_dot_product_attention call; checked against the original forward on the first call."),
+    Move("capture-pieces", capture_pieces, True,
+         "capture safety for a forward with host syncs: a probe on the first call finds the largest sub-modules "
+         "without them, each is captured in a CUDA graph, the rest stays eager. CUDA only."),
+    Move("scan-chunked", scan_chunked, False,
+         "a written-out linear recurrence (h = a_t * h + x_t over a loop) becomes a chunked scan: batched "
+         "matmuls with the decay matrix per chunk of 16 steps, a short loop over chunks."),
+    Move("channels-last-3d", channels_last_3d, False,
+         "NDHWC weights and 5-d inputs for Conv3d models (convolutional VAEs): cuDNN's fast 3-d layout."),
     Move("compile-cuda-graph", compile_cuda_graph, True,
          "inductor's fused kernels (default mode) replayed from one CUDA graph capture of the whole forward: "
          "the two largest generic wins together (fusion, no launch overhead); the best combination without "
@@ -603,7 +812,9 @@ def _task_specific(reference: str, device: str) -> dict:
     return {
         "sdpa": _attention(reference),
         "channels_last": _channels_last_fits(reference),
+        "channels_last_3d": _conv3d(reference),
         "cudnn_benchmark": _cuda(device) and bool(_CONV_OR_RNN.search(reference)),
+        "moe": _experts(reference),
     }
 
 
@@ -611,13 +822,19 @@ def _combo(recipe: Recipe, cuda_only: bool, needs: Callable[[str], bool] | None 
     def move(reference: str, parent: str | None, device: str) -> str | None:
         if (cuda_only and not _cuda(device)) or (needs is not None and not needs(reference)):
             return None
-        return render(reference, replace(recipe, **_task_specific(reference, device)))
+        specific = _task_specific(reference, device)
+        rewrites = recipe.rewrites + (("sdpa",) if "sdpa" not in recipe.rewrites and _rewrites(reference, "sdpa") else ())
+        return render(reference, replace(recipe, **specific, rewrites=tuple(k for k in rewrites if _rewrites(reference, k))))
 
     return move
 
 
 def _matmul(source: str) -> bool:
     return bool(_MATMUL.search(source))
+
+
+def _scan(source: str) -> bool:
+    return bool(_rewrites(source, "scan"))
 
 
 # Default-mode compile: it builds in seconds where max-autotune takes minutes on a
@@ -629,6 +846,11 @@ _GRAPHED = Recipe(compile="default", graph=True)
 # spent. A combination that comes out the same as an earlier move (nothing
 # task-specific to add) is skipped.
 COMBOS: tuple[Move, ...] = (
+    Move("moe-grouped+cuda-graph", _combo(Recipe(moe=True, graph=True), True, _experts), True,
+         "sync-free MoE routing with grouped expert GEMMs, the eager forward captured whole in a CUDA graph "
+         "(the routing no longer syncs with the host), plus the task's own moves."),
+    Move("tf32+decode-capture-if-faster", _combo(Recipe(tf32=True, fastest=True), True, _kv_cache), True,
+         "decode with a KV cache: TF32, SDPA rewrite of the attention, capture of the step kept if faster."),
     Move("tf32+compile-cuda-graph", _combo(replace(_GRAPHED, tf32=True), True), True,
          "TF32 + compile (default mode) + CUDA-graph capture, with SDPA / channels-last / "
          "cudnn.benchmark where the task has attention / convolutions."),
@@ -642,6 +864,14 @@ COMBOS: tuple[Move, ...] = (
          "compile(max-autotune) on top of SDPA / channels-last where the task has attention / convolutions."),
     Move("bf16+compile-cuda-graph", _combo(replace(_GRAPHED, bf16=True), True, _matmul), True,
          "bf16 autocast + compile + CUDA-graph capture, plus the task's own moves (the tolerance decides)."),
+    Move("moe-grouped+compile-cuda-graph", _combo(replace(_GRAPHED, moe=True), True, _experts), True,
+         "sync-free MoE routing + compile (default mode) + CUDA-graph capture, plus the task's own moves."),
+    Move("tf32+scan-chunked+compile-cuda-graph", _combo(replace(_GRAPHED, tf32=True, rewrites=("scan",)), True, _scan), True,
+         "chunked linear scan + TF32 + compile (default mode) + CUDA-graph capture, plus the task's own moves."),
+    Move("tf32+scan-chunked+cuda-graph", _combo(Recipe(tf32=True, rewrites=("scan",), graph=True), True, _scan), True,
+         "chunked linear scan + TF32, the eager forward captured in a CUDA graph, plus the task's own moves."),
+    Move("tf32+capture-pieces", _combo(Recipe(tf32=True, pieces=True), True, _host_syncs), True,
+         "TF32 + CUDA-graph capture of the sync-free sub-modules, plus the task's own moves."),
     Move("bf16+compile-max-autotune", _combo(Recipe(bf16=True, compile="max-autotune"), False, _matmul), False,
          "bf16 autocast + compile(max-autotune), plus the task's own moves (the tolerance decides)."),
 )  # fmt: skip
@@ -675,13 +905,56 @@ def plan(reference: str, parent: str | None, device: str) -> tuple[list[Step], S
 # --- the proposer ---
 
 
+# The EFA reads why a candidate failed and leaves out the moves that share its cause:
+# (a pattern of the evaluator's reason, the marks of the sources that would fail alike).
+_CAPTURE_MARKS = ("_PikeCUDAGraph(model)", "reduce-overhead", "_PikePiecewiseGraph(", "_PikeCapture(")
+_FAILURES: tuple[tuple[re.Pattern, str, tuple[str, ...]], ...] = (
+    (re.compile(r"CUDA ?graph|captur|cudaStreamCapture|cudaErrorStreamCapture", re.IGNORECASE),
+     "a CUDA-graph capture failed: the next move captures nothing", _CAPTURE_MARKS),
+    (re.compile(r"out of memory", re.IGNORECASE), "out of memory: the next move keeps no graph pools", _CAPTURE_MARKS),
+    (re.compile(r"dynamo|inductor|BackendCompilerFailed|torch\.compile", re.IGNORECASE),
+     "torch.compile failed: the next move does not compile", ("_pike_torch.compile(", "compile_mode='")),
+    (re.compile(r"triton", re.IGNORECASE), "a Triton kernel failed: the next move has none", ("import triton",)),
+    (re.compile(r"differs at index|is off as a whole|tolerance|incorrect", re.IGNORECASE),
+     "outside the tolerance: the next move keeps the reference's precision", ("allow_tf32", "_PikeBF16")),
+    (re.compile(r"time limit|timed out|timeout", re.IGNORECASE),
+     "out of time: the next move does not autotune", ("max-autotune",)),
+    (re.compile(r"memory_format|channels_last", re.IGNORECASE),
+     "the channels-last layout failed: the next move keeps the layout", ("_PikeChannelsLast(",)),
+)  # fmt: skip
+
+
+def _failure(prompt: str) -> str:
+    """The evaluator's status and reason, as the fix prompt carries them."""
+    _, _, said = prompt.partition("## What the evaluator said\n")
+    return said.split("\n\nFix it", 1)[0]
+
+
+def _description(source: str) -> list[str]:
+    """The parts of an offline rewrite, from the line render() writes."""
+    found = re.search(r"^# ModelNew \(pike offline rewrite\): (.*)$", source, re.MULTILINE)
+    return found.group(1).split(" + ") if found else []
+
+
 class OfflineProposer:
-    """Answers every role from the move library; no network, no tokens, no dollars."""
+    """Answers every role from the move library; no network, no tokens, no dollars.
+
+    Sources already given for a task (to any role) are not given again while the
+    library has others: the optimizer takes the next move not yet given, the EFA the
+    first move that avoids the failure's cause. :meth:`library_size` says how many
+    queries reach every distinct candidate, so that a search can stop there."""
 
     name = "offline"
 
     def __init__(self) -> None:
         self._counts: dict[tuple[str, str], int] = {}
+        self._given: dict[str, set[str]] = {}  # task id -> sources given (stripped)
+
+    @staticmethod
+    def library_size(reference: str, device: str) -> int:
+        """Queries that propose each distinct candidate of the library once: the ideas
+        list and one per move or combination that applies."""
+        return len(plan(reference, None, device)[0]) + 1
 
     async def propose(self, request: Request) -> Reply:
         started = time.perf_counter()
@@ -693,15 +966,20 @@ class OfflineProposer:
         key = (request.task_id, request.role)
         k = self._counts.get(key, 0)
         self._counts[key] = k + 1
+        given = self._given.setdefault(request.task_id, set())
         if request.role == "iba":
             text, meta = self._ideas(request, steps), {"ideas": [s.name for s in steps]}
         elif request.role == "efa":
-            text, meta = self._fix(request)
+            text, meta = self._fix(request, steps, given)
         else:  # optimizer
-            step = steps[k] if k < len(steps) else best
-            where = f"move {k + 1} of {len(steps)}" if k < len(steps) else "every move spent; the best-known combination again"
+            fresh = [n for n, step in enumerate(steps) if step.source.strip() not in given]
+            step = steps[fresh[0]] if fresh else best
+            where = f"move {fresh[0] + 1} of {len(steps)}" if fresh else "every move spent; the best-known combination again"
             text = _reply_text(f"Offline {where} for {request.task_id or 'this task'}: {step.name}.", step.why, step.source)
             meta = {"move": step.name, "index": k}
+        code = _code(text)
+        if code:
+            given.add(code.strip())
         return Reply(text=text, model=self.name, seconds=time.perf_counter() - started, meta=meta)
 
     @staticmethod
@@ -711,25 +989,52 @@ class OfflineProposer:
         return "\n".join(lines) + "\n"
 
     @staticmethod
-    def _fix(request: Request) -> tuple[str, dict]:
-        compiled = compile_default(request.reference, None, request.device)
-        if request.parent and request.parent.strip() == compiled.strip():
-            note = "No better idea offline: the failing candidate already is the plain torch.compile of the reference."
-            return _reply_text(note, "It is returned unchanged.", request.parent), {"move": "parent"}
-        note = "Offline fix: the failing rewrite is replaced by the plain torch.compile of the reference."
-        return _reply_text(note, "It keeps the reference's semantics and weights.", compiled), {"move": "compile"}
+    def _fix(request: Request, steps: list[Step], given: set[str]) -> tuple[str, dict]:
+        """The first move not yet given that avoids the failure's cause: its marks (a
+        capture, a compile, TF32/bf16, ...) when the reason names one, else every part of
+        the failed rewrite; the plain compile where the cause is unknown and the failed
+        candidate is not an offline rewrite; the parent unchanged when nothing is left."""
+        parent = request.parent.strip()
+        reason = _failure(request.prompt)
+        causes = [(why, marks) for pattern, why, marks in _FAILURES if pattern.search(reason)]
+        if causes:
+            note = "; ".join(why for why, _ in causes)
+            fits = [s for s in steps if not any(mark in s.source for _, marks in causes for mark in marks)]
+        else:
+            parts = set(_description(parent))
+            note = f"the failed rewrite's parts ({', '.join(sorted(parts))}) are left out" if parts else ""
+            compiled = compile_default(request.reference, None, request.device)
+            plain = [Step("compile", "It keeps the reference's semantics and weights.", compiled)]
+            fits = (plain if not parts else []) + [s for s in steps if not parts & set(_description(s.source))]
+        fresh = [s for s in fits if s.source.strip() not in given and s.source.strip() != parent]
+        if not fresh:
+            fresh = [s for s in fits if s.source.strip() != parent]
+        if not fresh:
+            headline = "No better idea offline: no move of the library avoids this failure."
+            return _reply_text(headline, "The failing candidate is returned unchanged.", request.parent), {"move": "parent"}
+        step = fresh[0]
+        headline = f"Offline fix ({note or 'cause unknown'}): {step.name}."
+        return _reply_text(headline, step.why, step.source), {"move": step.name, "cause": note}
 
     def observe(self, request: Request, reply: Reply) -> None:
-        """A request answered from the record (a resumed run): count it as asked, so the
-        next new request gets the next move rather than the first one again."""
+        """A request answered from the record (a resumed run): count it as asked and its
+        candidate as given, so the next new request gets the next move."""
         key = (request.task_id, request.role)
         self._counts[key] = self._counts.get(key, 0) + 1
+        code = _code(reply.text)
+        if code:
+            self._given.setdefault(request.task_id, set()).add(code.strip())
 
     def worst_case(self, request: Request) -> float:
         return 0.0  # no LLM, no cost
 
     async def aclose(self) -> None:
         return None
+
+
+def _code(text: str) -> str:
+    found = re.search(r"```python\n(.*?)```", text, re.DOTALL)
+    return found.group(1) if found else ""
 
 
 def _reply_text(headline: str, why: str, source: str) -> str:
