@@ -350,8 +350,7 @@ class _PikeCUDAGraph(_pike_torch.nn.Module):
 '''
 
 # The model is converted once (its later move to the device keeps the layout); 4-d
-# (5-d for channels-last-3d)
-# inputs are converted on each call, and outputs made contiguous as the reference's are.
+# inputs (5-d for channels-last-3d) are converted on each call, and outputs made contiguous as the reference's are.
 # A model whose first call fails in NHWC (a .view() that NHWC strides do not allow, as
 # in x.view(-1, 400) after a convolution) goes back to NCHW for good. The wrapper sits
 # outside torch.compile, so that this fallback is plain Python.
@@ -718,9 +717,11 @@ def decode_capture_if_faster(reference: str, parent: str | None, device: str) ->
 
 def scan_chunked(reference: str, parent: str | None, device: str) -> str | None:
     """State-space and recurrent scans. Applies to a loop `for t in range(n): h = a[:, t] *
-    h + x[:, t]; hs.append(h)` stacked after (Mamba's selective scan, S4/RWKV-style
-    recurrences written out): it becomes a chunked scan, each chunk of 16 steps one batched
-    matmul with the decay matrix, a loop over chunks only for the carried state."""
+    h + x[:, t]; hs.append(h)` stacked after (Mamba's selective scan written out; any
+    elementwise linear recurrence in that form): it becomes a chunked scan, each chunk of
+    16 steps one batched matmul with the decay matrix, a loop over chunks only for the
+    carried state. Recurrences in other forms (RWKV's normalized state, S4's convolution
+    kernel) are not matched."""
     return render(reference, Recipe(rewrites=("scan",))) if _rewrites(reference, "scan") else None
 
 
@@ -822,9 +823,9 @@ def _combo(recipe: Recipe, cuda_only: bool, needs: Callable[[str], bool] | None 
     def move(reference: str, parent: str | None, device: str) -> str | None:
         if (cuda_only and not _cuda(device)) or (needs is not None and not needs(reference)):
             return None
-        specific = _task_specific(reference, device)
-        rewrites = recipe.rewrites + (("sdpa",) if "sdpa" not in recipe.rewrites and _rewrites(reference, "sdpa") else ())
-        return render(reference, replace(recipe, **specific, rewrites=tuple(k for k in rewrites if _rewrites(reference, k))))
+        # The SDPA rewrite joins every combination where the task's attention has its pattern.
+        rewrites = tuple(kind for kind in dict.fromkeys(recipe.rewrites + ("sdpa",)) if _rewrites(reference, kind))
+        return render(reference, replace(recipe, **_task_specific(reference, device), rewrites=rewrites))
 
     return move
 
