@@ -207,10 +207,10 @@ def eval_candidate(args: argparse.Namespace) -> int:
     else:
         print(
             f"{result.task_id}: {result.status}"
-            + (f" [{result.rule}]" if result.rule else "")
             + (f": {result.reason}" if result.reason else "")
+            + f"\n  check {result.check}" + (f", rule broken: {result.rule}" if result.rule else "")
             + f"\n  {result.device} ({result.device_name}), torch {result.torch_version}, size {result.size}, "
-            f"check {result.check}, mode {result.mode}, {result.trials} input sets, Hypothesis seed {result.hypothesis_seed}, "
+            f"mode {result.mode}, {result.trials} input sets, Hypothesis seed {result.hypothesis_seed}, "
             f"{result.seconds:.1f} s\n  kernels: {', '.join(result.languages)}"
             + (f"; precision changed: {result.precision}" if result.precision else "")
             + (f"; policy: {result.policy}" if result.policy != "any" else "")

@@ -82,7 +82,7 @@ def from_result(task: Task, name: str, source: str, result: EvalResult, origin: 
         source=source,
         origin=origin,
         accepted={"device": result.device, "device_name": result.device_name, "torch": result.torch_version,
-                  "precision": result.precision, "languages": result.languages, "mode": result.mode,
+                  "precision": result.precision, "languages": result.languages, "mode": result.mode, "check": result.check,
                   "size": result.size, "speedups": speedups},
         baselines={result.device_name: eager.value} if eager else {},
     )

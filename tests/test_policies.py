@@ -12,6 +12,7 @@ KernelBench's own evaluators would.
 """
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from pike_bench.tasks import task_from_file
 
 from conftest import CANDIDATES, DATA, FAST_TIMING
 
+pytest_plugins = ["pytester"]
 POLICY_CANDIDATES = DATA / "policies"
 FILES = sorted(POLICY_CANDIDATES.glob("*.py"))
 TINY = DATA / "level0" / "1_TinyMLP.py"
@@ -141,6 +143,23 @@ def test_the_leaderboard_shows_each_runs_policy_and_keeps_peer_runs_apart(tmp_pa
     assert board.superseded_runs == []
     assert [e["check"] for e in board.to_dict()["entries"]] == ["strict", "kernelbench"]
     assert [c.strip() for c in board.to_markdown().splitlines()[0].split("|")][-2] == "check"
+
+
+def test_pike_check_reaches_the_evaluator_and_the_header(pytester):
+    tasks = pytester.path / "tasks" / "level0"
+    tasks.mkdir(parents=True)
+    shutil.copy(TINY, tasks)
+    pytester.makepyfile(test_policy="""
+        def test_evaluator_judges_by_the_policy(pike_evaluator):
+            assert (pike_evaluator.check.name, pike_evaluator.mode, pike_evaluator.trials) == ("kernelbench", "train", 5)
+    """)
+    common = ["-p", "no:cacheprovider", "--pike-tasks", "tasks", "--pike-device", "cpu"]
+    result = pytester.runpytest(*common, "--pike-check", "kernelbench")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["pike-bench: 1 tasks, device cpu, size small, mode train, check kernelbench"])
+    result = pytester.runpytest(*common, "--pike-check", "lenient")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--pike-check: invalid choice: 'lenient'*"])
 
 
 def pike(*args):

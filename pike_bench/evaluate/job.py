@@ -417,8 +417,9 @@ class Worker:
                                  label="input set {n} after timing")
             result = self._after(name, result, task_file, request)
             if result.status != CORRECT:
-                # The rule peers lack; the reason keeps the rule it broke on the new set.
-                result.reason = f"after timing, on new input sets: {result.reason} [{result.rule}]"
+                # Named by the rule the peers lack; the reason keeps the one it broke on the new set.
+                broke = f" [{result.rule}]" if result.rule else ""
+                result.reason = f"after timing, on new input sets: {result.reason}{broke}"
                 result.rule = "after-timing"
                 reply.results[name] = result
             else:
