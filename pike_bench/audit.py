@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 
 from tabulate import tabulate
 
-from pike_bench.evaluate.policy import CheckPolicy
+from pike_bench.policy import CheckPolicy
 from pike_bench.evaluate.result import CORRECT, SUSPICIOUS, EvalResult
 from pike_bench.tasks import Task
 

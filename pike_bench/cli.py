@@ -16,9 +16,8 @@ from datetime import datetime
 from pathlib import Path
 
 from pike_bench.baselines import BASELINES, COMPILE_MODES, compile_cache_beside, parse_baselines
-from pike_bench.evaluate.policy import CHECKS
-from pike_bench.llm.base import ProposerError
-from pike_bench.optimize import LLMS
+from pike_bench.policy import CHECKS
+from pike_bench.llm.base import LLMS, ProposerError
 from pike_bench.search.presets import PRESETS, preset
 from pike_bench.tasks import SIZES, TaskError, discover_tasks, find_task
 
@@ -434,7 +433,7 @@ def run_audit(args: argparse.Namespace) -> int:
 
     from pike_bench.audit import audit_folder
     from pike_bench.evaluate import Evaluator, TimingOptions
-    from pike_bench.evaluate.policy import parse_policies
+    from pike_bench.policy import parse_policies
 
     try:
         policies = parse_policies(args.policies)

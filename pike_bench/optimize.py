@@ -24,7 +24,7 @@ from pike_bench.evaluate import Evaluator
 from pike_bench.evaluate.pool import EvaluatorPool
 from pike_bench.evaluate.prebuild import Prebuilder
 from pike_bench.evaluate.result import CORRECT, SUSPICIOUS, EvalResult
-from pike_bench.llm.base import Proposer, Reply, Request
+from pike_bench.llm.base import LLMS, Proposer, Reply, Request
 from pike_bench.search.agents import Agents, Outcome, Scored
 from pike_bench.search.budget import Budget
 from pike_bench.search.pike_b import PikeBConfig, pike_b
@@ -35,7 +35,6 @@ from pike_bench.progress import Evaluated, Event, TaskFinished, TaskStarted, Wai
 from pike_bench.store import Store, source_hash
 from pike_bench.tasks import Task
 
-LLMS = ("auto", "anthropic", "offline", "replay")
 
 
 @dataclass

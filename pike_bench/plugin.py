@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pike_bench.baselines import BASELINES, COMPILE_MODES, compile_cache_beside, parse_baselines
-from pike_bench.evaluate.policy import CHECKS, check_policy
-from pike_bench.optimize import LLMS
+from pike_bench.policy import CHECKS, check_policy
+from pike_bench.llm.base import LLMS
 from pike_bench.search.presets import PRESETS, preset
 from pike_bench.tasks import SIZES, Task, TaskError, discover_tasks
 
@@ -92,9 +92,16 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--pike-baselines {exc}") from None
     if config.getoption("--pike-trials") < 1:
         raise pytest.UsageError("--pike-trials must be at least 1")
-    _check_ray_options(config)
+    if config.getoption("--pike-ray") or config.getoption("--pike-ray-cpus") or config.getoption("--pike-devices"):
+        _check_ray_options(config)  # imports the evaluator (torch): only when these options are given
     plugin = PikePlugin(config)
     config.pluginmanager.register(plugin, "pike-session")
+
+
+def _asked(config: pytest.Config) -> bool:
+    """Whether this run names a --pike-* option (on the command line or in addopts)."""
+    args = [*config.invocation_params.args, *config.getini("addopts")]
+    return any(str(arg).startswith("--pike") for arg in args)
 
 
 def _check_ray_options(config: pytest.Config) -> None:
@@ -108,43 +115,92 @@ def _check_ray_options(config: pytest.Config) -> None:
 
 
 class PikePlugin:
+    """The session's pike-bench state. Inert until asked: nothing is discovered, no torch
+    is imported and no sandbox is probed until a --pike-* option is given (then checked at
+    once, before anything runs) or a test asks for a pike fixture, so a pytest run that
+    has nothing to do with pike-bench costs nothing more."""
+
     def __init__(self, config: pytest.Config):
         self.config = config
-        roots = [Path(p) for p in config.getoption("--pike-tasks")]
-        try:
-            self.tasks, self.errors = discover_tasks(roots or None)
-        except TaskError as exc:
-            raise pytest.UsageError(f"--pike-tasks: {exc}") from None
-        for mark in sorted({m for task in self.tasks for m in task.marks}):
-            config.addinivalue_line("markers", f"{mark}: tasks whose file lists {mark!r} in MARKS")
-        from pike_bench.evaluate import resolve_device
-
-        try:
-            self.device = resolve_device(config.getoption("--pike-device"))
-        except ValueError as exc:
-            raise pytest.UsageError(f"--pike-device {exc}") from None
-        self.sandbox = _choose_sandbox(config.getoption("--pike-sandbox"))
+        self.asked = _asked(config)
+        self._found: tuple[list[Task], list[TaskError]] | None = None
+        self._device: str | None = None
+        self._sandbox = None
         self._evaluator = None
         self._optimizer = None
         self._pool = None
         self.runs: dict[str, object] = {}
         self.optimized: dict[str, object] = {}
         self.gated: list = []
+        if self.asked:  # a bad option is a usage error now, not in the first test
+            self._discover()
+            self.device  # noqa: B018  (resolved and checked)
 
-    def pytest_report_header(self, config: pytest.Config) -> str:
-        size = config.getoption("--pike-size") or ("full" if self.device.startswith("cuda") else "small")
-        check = check_policy(config.getoption("--pike-check"))
+    @property
+    def tasks(self) -> list[Task]:
+        return self._discover()[0]
+
+    @property
+    def errors(self) -> list[TaskError]:
+        return self._discover()[1]
+
+    def _discover(self) -> tuple[list[Task], list[TaskError]]:
+        if self._found is None:
+            roots = [Path(p) for p in self.config.getoption("--pike-tasks")]
+            try:
+                self._found = discover_tasks(roots or None)
+            except TaskError as exc:
+                raise pytest.UsageError(f"--pike-tasks: {exc}") from None
+            for mark in sorted({m for task in self._found[0] for m in task.marks}):
+                self.config.addinivalue_line("markers", f"{mark}: tasks whose file lists {mark!r} in MARKS")
+        return self._found
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            from pike_bench.evaluate import resolve_device
+
+            try:
+                self._device = resolve_device(self.config.getoption("--pike-device"))
+            except ValueError as exc:
+                raise pytest.UsageError(f"--pike-device {exc}") from None
+        return self._device
+
+    @property
+    def sandbox(self):
+        """Chosen once; where there is none, said once, in one line, even under -q (it is
+        about the user's secrets)."""
+        if self._sandbox is None:
+            self._sandbox = _choose_sandbox(self.config.getoption("--pike-sandbox"))
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if self._sandbox.why_not and reporter:
+                reporter.write_line(f"pike-bench: no sandbox: {self._sandbox.why_not}; candidates run with your "
+                                    "network and files (--pike-sandbox off silences this)")
+        return self._sandbox
+
+    def header(self) -> str:
+        size = self.config.getoption("--pike-size") or ("full" if self.device.startswith("cuda") else "small")
+        check = check_policy(self.config.getoption("--pike-check"))
         return (
             f"pike-bench: {len(self.tasks)} tasks, device {self.device}, size {size}, "
-            f"mode {check.mode or config.getoption('--pike-mode')}, check {check.name}"
+            f"mode {check.mode or self.config.getoption('--pike-mode')}, check {check.name}"
             + (f", {len(self.errors)} task files with errors" if self.errors else "")
         )
 
+    def pytest_report_header(self, config: pytest.Config) -> str | None:
+        return self.header() if self.asked else None
+
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if self.sandbox.why_not and reporter:  # said even under -q: it is about the user's secrets
-            reporter.write_line(f"pike-bench: no sandbox: {self.sandbox.why_not}; candidates run with your network "
-                                "and files (--pike-sandbox off silences this)")
+        if self.asked:
+            self.sandbox  # noqa: B018  (`on` without one is refused before anything runs)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # Task files collected without a --pike-* option (the suite in this repository's
+        # root): the header comes once the tasks are known.
+        if not self.asked and self._found is not None and self.config.get_verbosity() >= 0:
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter:
+                reporter.write_line(self.header())
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         # --pike-optimize runs the optimize tests only; without it they are left out, and so
@@ -180,6 +236,7 @@ class PikePlugin:
         if self._evaluator is None:
             from pike_bench.evaluate import Evaluator
 
+            self.sandbox  # noqa: B018  (chosen, and said where there is none, before the first worker)
             self._evaluator = Evaluator(self.device, **self._evaluator_options())
         return self._evaluator
 
@@ -277,7 +334,8 @@ class PikePlugin:
                 evaluator.close()
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.runs and not self.errors and not self.optimized and not self.gated:
+        errors = self._found[1] if self._found else []
+        if not self.runs and not errors and not self.optimized and not self.gated:
             return
         from pike_bench.report import baseline_table, optimize_table
 
@@ -292,7 +350,7 @@ class PikePlugin:
             terminalreporter.write_line(f"leaderboard: {publish(store, store.parent / 'leaderboard')}")
         for verdict in self.gated:
             terminalreporter.write_line(("gate ok: " if verdict.passed else "gate FAILED: ") + verdict.message)
-        for error in self.errors:
+        for error in errors:
             terminalreporter.write_line(f"task error: {error}")
 
 

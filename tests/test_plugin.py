@@ -58,7 +58,7 @@ def test_optimize_end_to_end_with_the_offline_proposer_on_two_small_tasks(suite)
     out = result.stdout.str()
     assert "offline proposer" in out
     result.stdout.fnmatch_lines(["*level0/1_TinyMLP: done in * 3 queries*", "*| task*best over eager*queries*"])
-    assert re.search(r"\| level0/1_TinyMLP +\| [\d.]+x +\| [\d.]+x +\| - +\| +3 \| \$0\.00", out)
+    assert re.search(r"\| level0/1_TinyMLP +\| [\d.]+x +\| [\d.]+x +\| - +\| +3 \| +0 \| \$0\.00", out)
     best = float(re.search(r"\| level0/1_TinyMLP +\| ([\d.]+)x", out).group(1))
     assert (suite.path / "solutions" / "level0" / "1_TinyMLP" / "best.py").exists() == (best > 1.0)
     assert "leaderboard: leaderboard/leaderboard.html" in out  # written next to the record

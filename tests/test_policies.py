@@ -22,7 +22,7 @@ import pytest
 
 from pike_bench import leaderboard
 from pike_bench.evaluate import Evaluator
-from pike_bench.evaluate.policy import CHECKS, POLICIES, RULES, check_policy, parse_policies
+from pike_bench.policy import CHECKS, POLICIES, RULES, check_policy, parse_policies
 from pike_bench.evaluate.result import CORRECT, INCORRECT, EvalResult
 from pike_bench.store import Store
 from pike_bench.tasks import task_from_file

@@ -20,7 +20,7 @@ from typing import Iterable
 
 from pike_bench.baselines import baseline_source
 from pike_bench.evaluate.job import Contestant, JobReply, JobRequest, device_name
-from pike_bench.evaluate.policy import check_policy
+from pike_bench.policy import check_policy
 from pike_bench.evaluate.result import (
     CORRECT,
     CRASHED,
@@ -88,7 +88,7 @@ class Evaluator:
     ):
         self.device = device or default_device()
         self.size = size or ("full" if self.device.startswith("cuda") else "small")
-        # The check policy (evaluate.policy): pike and kernelbench fix their mode and input sets.
+        # The check policy (pike_bench.policy): pike and kernelbench fix their mode and input sets.
         self.check = check_policy(check)
         self.mode = self.check.mode or mode
         self.trials = self.check.input_sets or trials

@@ -20,7 +20,7 @@ CHUNK = 1 << 24  # elements compared at a time, so float64 copies of big outputs
 
 class Mismatch(AssertionError):
     """The candidate's output differs from the reference's; the message says where, and
-    ``rule`` names the rule it broke (see :mod:`pike_bench.evaluate.policy`)."""
+    ``rule`` names the rule it broke (see :mod:`pike_bench.policy`)."""
 
     def __init__(self, message: str, rule: str = "allclose"):
         super().__init__(message)

@@ -34,7 +34,7 @@ from pike_bench.evaluate.defenses import (
     restore_precision,
     storages,
 )
-from pike_bench.evaluate.policy import STRICT, CheckPolicy
+from pike_bench.policy import STRICT, CheckPolicy
 from pike_bench.evaluate.result import (
     BUILD_ERROR,
     CORRECT,

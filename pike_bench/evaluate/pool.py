@@ -15,7 +15,7 @@ import asyncio
 from typing import Callable
 
 from pike_bench.evaluate import Evaluator
-from pike_bench.evaluate.policy import CheckPolicy
+from pike_bench.policy import CheckPolicy
 from pike_bench.evaluate.result import CRASHED, EvalResult
 from pike_bench.evaluate.worker import OnPhase
 from pike_bench.tasks import Task

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from pike_bench.evaluate.policy import CheckPolicy, check_policy
+from pike_bench.policy import CheckPolicy, check_policy
 from pike_bench.evaluate.pool import EvaluatorPool
 from pike_bench.evaluate.result import CRASHED, EvalResult
 from pike_bench.evaluate.worker import OnPhase

@@ -65,7 +65,7 @@ class ContestantResult:
     detail: str = ""
     timing: Timing | None = None
     precision: str = ""  # numeric settings it changed, e.g. "matmul_tf32=True"
-    rule: str = ""  # the rule it broke (evaluate.policy.RULES); "" if none
+    rule: str = ""  # the rule it broke (pike_bench.policy.RULES); "" if none
     build: BuildCost | None = None  # a baseline built in this job (None: kept from an earlier job)
 
 
@@ -86,7 +86,7 @@ class EvalResult:
     languages: list[str] = field(default_factory=list)  # kernel languages: pytorch, triton, cuda, c++
     precision: str = ""  # numeric settings the candidate changed, e.g. "matmul_tf32=True"
     policy: str = "any"  # "any", or "custom-kernel": at least one Triton/CUDA/C++ kernel required
-    # The check policy that judged it (evaluate.policy), and the rule it broke ("" if none).
+    # The check policy that judged it (pike_bench.policy), and the rule it broke ("" if none).
     # Records written before policies existed were judged by what is now "strict".
     check: str = "strict"
     rule: str = ""

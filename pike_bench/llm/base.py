@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 ROLES = ("optimizer", "efa", "iba")
+LLMS = ("auto", "anthropic", "offline", "replay")  # auto: anthropic when ANTHROPIC_API_KEY is set, else offline
 
 # The longest reply each role may write, which is also what bounds a query's cost: the
 # optimizer and the EFA return a whole program (a KernelBench candidate with inline CUDA

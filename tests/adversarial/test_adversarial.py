@@ -4,7 +4,7 @@
     # task: NAME        (optional: a task of tests/data/level0, default 1_TinyMLP)
     # needs: cuda       (optional: runs only where CUDA is; measured on the GPU machine)
     # seed: N           (optional: a fixed Hypothesis seed, for a cheat caught only on some sets)
-    # rule: NAME        (optional: the rule it breaks, evaluate.policy.RULES; none for a correct one)
+    # rule: NAME        (optional: the rule it breaks, pike_bench.policy.RULES; none for a correct one)
 
 Cheats must be caught, faults must get their status, and the honest twin of each cheat
 must still pass: a defense that rejects honest code is a bug.
