@@ -99,3 +99,12 @@ def test_marks_from_task_files_select_with_m(suite):
     tiny.write_text(tiny.read_text() + '\nMARKS = ["pike"]\n')
     result = suite.runpytest("--collect-only", "-q", *COMMON, "-m", "pike")
     result.stdout.fnmatch_lines(["*3/13 tests collected (10 deselected)*"])  # optimize and solution tests are left out too
+
+
+def test_an_unrelated_run_does_not_pay_for_the_plugin(pytester):
+    # Installed, the plugin is loaded into every pytest run: with no --pike-* option and
+    # no task collected it must not import torch, discover tasks or start anything.
+    pytester.makepyfile("import sys\n\ndef test_one():\n    assert 'torch' not in sys.modules\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "pike-bench" not in result.stdout.str()
