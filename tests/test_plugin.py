@@ -107,4 +107,4 @@ def test_an_unrelated_run_does_not_pay_for_the_plugin(pytester):
     pytester.makepyfile("import sys\n\ndef test_one():\n    assert 'torch' not in sys.modules\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
-    assert "pike-bench" not in result.stdout.str()
+    assert "pike-bench:" not in result.stdout.str()  # no header, no summary (the plugins line names it)
