@@ -334,14 +334,16 @@ def _entry(store: Store, db: sqlite3.Connection, run: _Run, strategy: str, task:
     return entry
 
 
+_FAILURES_SHOWN = 5  # per task: enough to see the pattern, short enough to stay one line
+
+
 def _below_graph(entry: Entry, best: dict | None, candidates: list[dict], calls: list[dict]) -> str | None:
     """Why the task's best is below the graph baseline, from the record: the best's own
     speedup, and each candidate that failed with its status and reason. None when the
-    best beats graph, or graph was not timed."""
+    best is at or above graph, graph was not timed, or nothing was evaluated."""
     evaluated = [c for c in candidates if c["evaluation_id"] is not None]
-    if best is not None and (entry.speedup_graph is None or entry.speedup_graph.value >= 1.0):
-        return None
-    if not evaluated:
+    at_or_above = best is not None and (entry.speedup_graph is None or entry.speedup_graph.value >= 1.0)
+    if at_or_above or not evaluated:
         return None
     moves = {call["id"]: (call["meta"] or {}).get("move") for call in calls}
 
@@ -361,9 +363,6 @@ def _below_graph(entry: Entry, best: dict | None, candidates: list[dict], calls:
     if len(failed) > _FAILURES_SHOWN:
         shown.append(f"{len(failed) - _FAILURES_SHOWN} more failed")
     return "; ".join(parts + (["failed: " + "; ".join(shown)] if shown else []))
-
-
-_FAILURES_SHOWN = 5
 
 
 def _clip(text: str, width: int = 110) -> str:

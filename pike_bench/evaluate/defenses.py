@@ -90,6 +90,9 @@ def restore_clocks() -> None:
 
 CANDIDATE_FILES = "pike_candidates_"  # the folder candidate sources are written to
 _STDLIB = sysconfig.get_paths()["stdlib"]
+# Installed packages (torch among them) may live under the standard library's folder
+# (pyenv: lib/python3.X/site-packages); their frames are a library's, not the stdlib's.
+_PACKAGES = (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
 
 
 class ThreadWatch:
@@ -116,7 +119,7 @@ class ThreadWatch:
         _CLOCKS["_thread.start_new_thread"] = (_thread, "start_new_thread", start_new_thread)
 
     def _note(self, frame) -> None:
-        while frame is not None and frame.f_code.co_filename.startswith(_STDLIB):
+        while frame is not None and _in_stdlib(frame.f_code.co_filename):
             frame = frame.f_back
         if frame is not None and CANDIDATE_FILES in frame.f_code.co_filename:
             self.started.append(f"line {frame.f_lineno} of its code")
@@ -125,6 +128,10 @@ class ThreadWatch:
         if len(self.started) > mark:
             raise Cheat(f"it started a thread while running ({self.started[mark]}); work in threads escapes the timer",
                         "threads")
+
+
+def _in_stdlib(filename: str) -> bool:
+    return filename.startswith(_STDLIB) and not filename.startswith(_PACKAGES)
 
 
 def check_no_candidate_threads() -> None:
