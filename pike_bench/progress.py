@@ -130,7 +130,7 @@ class TaskBar:
     what: str = ""
 
     def show(self) -> None:
-        best = f"best {_x(self.best)}" if self.best is not None else "no correct candidate yet"
+        best = f"best {_x(self.best)}"  # "best -": no correct candidate yet
         self.bar.set_postfix_str(f"{best}, {self.what}" if self.what else best)  # and redraws
 
 
