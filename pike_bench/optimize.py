@@ -260,10 +260,10 @@ class Optimizer:
         result = results.get(scored.source)  # none for a reply without code
         best = agents.best(1)
         self.progress(Evaluated(
-            task.id, scored.number + 1, scored.agent, heard.moves.get(scored.call_id), scored.outcome.status,
-            scored.outcome.reason, _speedups(result),
-            result.seconds if result else None, recorded and result is not None,
-            len(agents.history) + heard.ideas, best[0].outcome.speedup if best else None,
+            task.id, scored.number + 1, scored.agent, move=heard.moves.get(scored.call_id),
+            status=scored.outcome.status, reason=scored.outcome.reason, speedups=_speedups(result),
+            seconds=result.seconds if result else None, reused=recorded and result is not None,
+            queries_done=len(agents.history) + heard.ideas, best=best[0].outcome.speedup if best else None,
         ))
 
     def _outcome(self, task: Task, agents: Agents, results: dict[str, EvalResult]) -> TaskOutcome:

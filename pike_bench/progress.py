@@ -75,7 +75,7 @@ class Evaluated:
     reason: str
     speedups: dict[str, float | None]  # over each baseline timed beside it
     seconds: float | None  # the evaluation's time; None: no evaluation (a reply without code)
-    recorded: bool  # read back from the record of an earlier start, not evaluated again
+    reused: bool  # an earlier evaluation's verdict (a resumed run's record): not evaluated again
     queries_done: int  # queries answered and, for a candidate, evaluated
     best: float | None  # the task's best speedup over eager so far
 
@@ -87,7 +87,7 @@ class Evaluated:
             reason = self.reason.splitlines()[0] if self.reason else ""
             cut = reason[:REASON_CHARS] + ("..." if len(reason) > REASON_CHARS else "")
             verdict = f"{self.status}: {cut}" if cut else self.status
-        took = "from the record" if self.recorded else ("" if self.seconds is None else f"{self.seconds:.1f} s")
+        took = "an earlier verdict" if self.reused else ("" if self.seconds is None else f"{self.seconds:.1f} s")
         return f"{self.task_id}: candidate {self.number} ({who}) {verdict}" + (f", {took}" if took else "")
 
 

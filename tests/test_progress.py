@@ -117,5 +117,5 @@ def test_quiet_under_q_and_without_a_terminal_no_bar(pytester):
     # The same run again (resumed from the record), not quiet, into a file: lines, no bar.
     loud = pytester.runpytest(*OPTIONS)
     out = loud.stdout.str()
-    assert f"{TASK}: candidate 1 (optimizer, move " in out and "from the record" in out
+    assert f"{TASK}: candidate 1 (optimizer, move " in out and "an earlier verdict" in out
     assert "query/s" not in out and "\r" not in out
