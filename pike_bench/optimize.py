@@ -278,10 +278,10 @@ class Optimizer:
         result = scored.outcome.result
         best = agents.best(1)
         self.progress(Evaluated(
-            task.id, scored.number + 1, scored.agent, heard.moves.get(scored.call_id), scored.outcome.status,
-            scored.outcome.reason, _speedups(result),
-            result.seconds if result else None, recorded and result is not None,
-            len(agents.history) + heard.ideas, best[0].outcome.speedup if best else None, scored.outcome.reused,
+            task.id, scored.number + 1, scored.agent, move=heard.moves.get(scored.call_id),
+            status=scored.outcome.status, reason=scored.outcome.reason, speedups=_speedups(result),
+            seconds=result.seconds if result else None, reused=recorded or scored.outcome.reused,
+            queries_done=len(agents.history) + heard.ideas, best=best[0].outcome.speedup if best else None,
         ))
 
     def _outcome(self, task: Task, agents: Agents) -> TaskOutcome:

@@ -75,10 +75,9 @@ class Evaluated:
     reason: str
     speedups: dict[str, float | None]  # over each baseline timed beside it
     seconds: float | None  # the evaluation's time; None: no evaluation (a reply without code)
-    recorded: bool  # read back from the record of an earlier start, not evaluated again
+    reused: bool  # an earlier evaluation's verdict (a resumed run's record, or the same source): not evaluated again
     queries_done: int  # queries answered and, for a candidate, evaluated
     best: float | None  # the task's best speedup over eager so far
-    reused: bool = False  # the same source as an earlier candidate: its verdict, not evaluated again
 
     def __str__(self) -> str:
         who = self.agent + (f", move {self.move}" if self.move else "")
@@ -88,10 +87,7 @@ class Evaluated:
             reason = self.reason.splitlines()[0] if self.reason else ""
             cut = reason[:REASON_CHARS] + ("..." if len(reason) > REASON_CHARS else "")
             verdict = f"{self.status}: {cut}" if cut else self.status
-        if self.reused or self.recorded:
-            took = "same source as an earlier candidate" if self.reused else "from the record"
-        else:
-            took = "" if self.seconds is None else f"{self.seconds:.1f} s"
+        took = "an earlier verdict" if self.reused else ("" if self.seconds is None else f"{self.seconds:.1f} s")
         return f"{self.task_id}: candidate {self.number} ({who}) {verdict}" + (f", {took}" if took else "")
 
 
@@ -134,7 +130,7 @@ class TaskBar:
     what: str = ""
 
     def show(self) -> None:
-        best = f"best {_x(self.best)}" if self.best is not None else "no correct candidate yet"
+        best = f"best {_x(self.best)}"  # "best -": no correct candidate yet
         self.bar.set_postfix_str(f"{best}, {self.what}" if self.what else best)  # and redraws
 
 
