@@ -105,7 +105,7 @@ def test_progress_lines_come_live_in_order_agree_with_the_record_and_a_bar_runs_
     assert re.search(rf"\r{TASK}: .*\| 0/3 \[.*building the compile baseline", out)
     assert "\r" + " " * 40 in out  # wiped before each line, not left behind it
     # The summary: over graph beside over eager and over compile, "-" where it was not timed.
-    assert re.search(rf"\| {TASK} +\| [\d.]+x +\| [\d.]+x +\| - +\| +3 \| \$0\.00", out)
+    assert re.search(rf"\| {TASK} +\| [\d.]+x +\| [\d.]+x +\| - +\| +3 \| +0 \| \$0\.00", out)
     assert "| task " in out and "| best over eager   | best over compile   | best over graph   |" in out
 
 
