@@ -142,7 +142,7 @@ class Sandbox:
     def _wrap(self, argv: list[str], writable: list[Path], gpus: bool) -> list[str]:
         if self.bwrap is None:
             return list(argv)
-        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc",
                 "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                 "--new-session",  # no controlling terminal: no keystrokes pushed into the user's shell
                 "--die-with-parent"]  # fmt: skip
