@@ -187,7 +187,9 @@ class Agents:
         tries = []
         current = failed
         for attempt in range(1, attempts + 1):
-            if current.correct or not current.evaluated:  # nothing to fix in a query that gave no program
+            # Nothing to fix in a query that gave no program, nor in a correct one (flagged
+            # suspicious or not: a flagged one waits for a person, not for the EFA).
+            if current.correct or current.outcome.status == "suspicious" or not current.evaluated:
                 break
             prompt = prompts.fix_prompt(self.reference, current.source, current.outcome.status,
                                         current.outcome.reason, current.outcome.detail)
