@@ -297,6 +297,8 @@ class Optimizer:
         )
         if result is not None and result.status == CORRECT:
             outcome.solution, outcome.note = self._write_solution(task, top, result)
+        elif agents.unaffordable == float("inf") and not agents.history:
+            outcome.note = "no query sent: its model has no price, so no dollar cap can hold; add it to $PIKE_PRICES"
         elif agents.unaffordable is not None and not agents.history:
             outcome.note = (f"no query fits the dollar budget: one query may cost up to ${agents.unaffordable:.4f}, "
                             f"and ${agents.budget.spent_dollars:.4f} of ${agents.budget.dollars:.4f} is spent")
