@@ -212,3 +212,23 @@ def test_candidates_rank_by_their_paired_speedup_not_by_raw_time():
     wrong = Scored(2, "w", Outcome("incorrect"), "optimizer", "s2")
     timed_only = Scored(3, "t", Outcome("correct", runtime_ms=0.5), "optimizer", "s3")
     assert [s.source for s in sorted([a, wrong, timed_only, b], key=lambda s: s.rank)] == ["b", "a", "t", "w"]
+
+
+def test_a_prompt_too_long_is_asked_once_more_with_less_context():
+    class Small(ScriptedProposer):  # a model whose context takes no inspirations
+        async def propose(self, request):
+            if "Inspiration" in request.prompt:
+                self.requests.append(request)
+                return Reply("", "m", status="prompt_too_long", reason="prompt is too long: 210000 tokens")
+            return await super().propose(request)
+
+    proposer = Small()
+    agents = agents_for(proposer, Budget(queries=5))
+    parent = asyncio.run(agents.score(Reply("```python\n# ModelNew\nspeed = 1\n```", "m"), "optimizer", "x"))
+    shown = (parent.example("from the library"),)
+    scored = asyncio.run(agents.optimize("g0/s0", [parent], inspirations=shown))
+    first, second = proposer.requests
+    assert "Inspiration 1" in first.prompt and "Inspiration" not in second.prompt
+    assert parent.source.strip() in second.prompt  # the parent is still shown
+    assert (second.slot, scored.slot, scored.correct) == ("g0/s0/short", "g0/s0/short", True)
+    assert agents.budget.spent_queries == 2  # the retry is a query like any other
