@@ -120,7 +120,8 @@ class Sandbox:
         if self.bwrap is None:
             return "bubblewrap is not installed (apt-get install bubblewrap, or dnf install bubblewrap)"
         try:
-            done = subprocess.run(self._wrap(["true"], [], gpus=False), capture_output=True, text=True, timeout=60)
+            # With the GPU nodes a worker gets: a node that cannot be bound shows here, not at the first job.
+            done = subprocess.run(self._wrap(["true"], [], gpus=True), capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"bubblewrap could not start: {exc}"
         if done.returncode != 0:
