@@ -13,7 +13,7 @@ that was in flight, and rerunning the same command resumes from the record:
   cost, and settled (``close_llm_call``) with its reply or failure: a query in flight
   when the run was killed stays counted at its worst case (marked ``lost`` on resume),
   as the API may have billed it;
-- ``spending()`` gives the queries and dollars already recorded, where the budget resumes.
+- ``spent()`` and ``queries_by_role()`` give what the record already counts, where a resumed budget starts.
 
     with Store("runs.sqlite") as store:
         run_id = store.start_run("pike-level3-claude", {"budget": 300})

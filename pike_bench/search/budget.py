@@ -52,13 +52,3 @@ class Budget:
         self.reserved_dollars -= worst_case_dollars
         self.spent_queries += 1
         self.spent_dollars += dollars
-
-    @property
-    def exhausted(self) -> bool:
-        return not self._room_for(0.0)
-
-    def _room_for(self, dollars: float) -> bool:
-        queries_left = self.queries is None or self.spent_queries + self.reserved_queries < self.queries
-        dollars_left = self.dollars is None or self.spent_dollars + self.reserved_dollars + dollars < self.dollars
-        return queries_left and dollars_left
-
