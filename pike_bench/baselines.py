@@ -67,9 +67,12 @@ class ModelNew(_pike_torch.nn.Module):
             for _ in range(3):
                 self.model(*self._static)
         _pike_torch.cuda.current_stream().wait_stream(side)
-        self._graph = _pike_torch.cuda.CUDAGraph()
-        with _pike_torch.cuda.graph(self._graph):
-            self._out = self.model(*self._static)
+        # Kept only once the capture succeeded: a forward that cannot be captured (a host
+        # sync, a data-dependent shape) fails with its own reason on every call.
+        graph = _pike_torch.cuda.CUDAGraph()
+        with _pike_torch.cuda.graph(graph):
+            out = self.model(*self._static)
+        self._graph, self._out = graph, out
 
     def forward(self, *inputs):
         if self._graph is None:
