@@ -4,6 +4,10 @@
     pike eval TASK CANDIDATE.py [--device cpu|cuda] [--check strict|pike|kernelbench] [--json]
     pike audit TASKS_OR_LEVEL CANDIDATES_DIR [--policies strict,pike,kernelbench] [--out DIR]
 
+The options that a run's settings are made of (device, trials, budget, ...) are declared
+once, for this command and the pytest plugin alike, in :mod:`pike_bench.options`; the
+presentation flags of one sub-command (--json, --quiet, --format) are declared here.
+
 Exit codes: 0 success (for `eval`: the candidate is correct), 1 the candidate is
 not correct, 2 bad input (unknown task, unreadable file, wrong option).
 """
@@ -15,17 +19,13 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from pike_bench.baselines import BASELINES, COMPILE_MODES, compile_cache_beside, parse_baselines
+from pike_bench.llm.base import ProposerError
+from pike_bench.options import Settings, SettingsError, add_cli_options
 from pike_bench.policy import CHECKS
-from pike_bench.llm.base import LLMS, ProposerError
-from pike_bench.search.presets import PRESETS, preset
-from pike_bench.tasks import SIZES, TaskError, discover_tasks, find_task
+from pike_bench.tasks import TaskError, discover_tasks, find_task
 
 EXIT_OK, EXIT_NOT_CORRECT, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C
-
-
-CHECK_HELP = "check policy: strict (ours, default), pike or kernelbench (the peers' evaluators; they fix the mode)"
 
 
 class BadInput(Exception):
@@ -33,11 +33,12 @@ class BadInput(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The sub-commands; the options they share with pytest come from pike_bench.options."""
     parser = argparse.ArgumentParser(prog="pike", description="pike-bench: make PyTorch programs faster, measured honestly")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     tasks = commands.add_parser("tasks", help="list the tasks (ids, marks, small size)")
-    tasks.add_argument("--tasks", action="append", default=[], metavar="PATH", help="folder of task files instead of the built-in suites")
+    add_cli_options(tasks, "tasks")
 
     run = commands.add_parser(
         "eval",
@@ -47,22 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("task", help="task id (level3/1_MLP) or path of a task file")
     run.add_argument("candidate", type=Path, help="Python file that defines ModelNew")
-    run.add_argument("--tasks", action="append", default=[], metavar="PATH", help="folder of task files to find TASK in")
-    run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    run.add_argument("--size", choices=SIZES, default=None, help="default: full on a GPU, small on the CPU")
-    run.add_argument("--mode", choices=("eval", "train"), default="eval", help="eval (PIKE, default) or train (KernelBench)")
-    run.add_argument("--trials", type=int, default=5, help="Hypothesis input sets to check (default 5)")
-    run.add_argument("--seed", type=int, default=None, help="Hypothesis seed (default: fresh; printed)")
-    run.add_argument("--timeout", type=float, default=300.0, help="seconds a step may take (default 300)")
-    run.add_argument("--max-time", type=float, default=20.0, help="time cap of the timing rounds (default 20 s)")
-    run.add_argument("--compile-mode", choices=COMPILE_MODES, default="default")
-    run.add_argument("--no-l2-flush", action="store_true", help="do not flush the GPU's L2 cache before each timed call")
-    run.add_argument("--no-baselines", action="store_true", help="check the candidate only; time no baseline")
-    run.add_argument("--suspicious-over", type=float, default=10.0, metavar="X",
-                     help="a speedup over the fastest baseline timed above X is flagged suspicious, not correct (default 10)")
-    run.add_argument("--require-custom-kernel", action="store_true",
-                     help="policy: reject candidates without a Triton, CUDA or C++ kernel")
-    run.add_argument("--check", choices=CHECKS, default="strict", help=CHECK_HELP)
+    add_cli_options(run, "eval")
     run.add_argument("--json", action="store_true", help="print the EvalResult as JSON")
 
     opt = commands.add_parser(
@@ -72,30 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "times them, the best correct one is kept. Rerunning the same command resumes from the record.",
     )
     opt.add_argument("tasks_to_run", nargs="+", metavar="TASK", help="task ids or task file paths")
-    opt.add_argument("--tasks", action="append", default=[], metavar="PATH", help="folder of task files to find TASK in")
-    opt.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    opt.add_argument("--size", choices=SIZES, default=None)
-    opt.add_argument("--strategy", default="pike-b", metavar="NAME|FILE.json",
-                     help=f"{', '.join(PRESETS)}, or a JSON preset file (default pike-b)")
-    opt.add_argument("--budget", type=int, default=20, help="LLM queries per task (default 20)")
-    opt.add_argument("--dollars", type=float, default=None, help="dollars per task at most")
-    opt.add_argument("--llm", choices=LLMS, default="auto", help="default: anthropic if ANTHROPIC_API_KEY is set, else offline")
-    opt.add_argument("--replay", default=None, metavar="FILE", help="recorded replies for --llm replay")
-    opt.add_argument("--model", default=None)
-    opt.add_argument("--efa-model", default=None)
-    opt.add_argument("--concurrency", type=int, default=16)
-    opt.add_argument("--devices", default=None, metavar="all|0,1,...",
-                     help="one worker per listed GPU, candidates to the next free one (default: --device alone)")
-    opt.add_argument("--ray", default=None, metavar="auto|ADDRESS|local",
-                     help="evaluate candidates on Ray actors, one per GPU of the cluster (local: start one here)")
-    opt.add_argument("--ray-cpus", type=int, default=0, metavar="N",
-                     help="with --ray: N CPU actors, for a cluster without GPUs (default 0: one actor per GPU)")
-    opt.add_argument("--store", default=".pike/runs.sqlite")
-    opt.add_argument("--solutions", default="solutions", help="where kept solutions live (default solutions/)")
-    opt.add_argument("--max-time", type=float, default=20.0, help="time cap of each candidate's timing rounds")
-    opt.add_argument("--baselines", default=",".join(BASELINES), metavar="eager,compile,graph",
-                     help="baselines timed beside each candidate (eager always is)")
-    opt.add_argument("--check", choices=CHECKS, default="strict", help=CHECK_HELP)
+    add_cli_options(opt, "optimize")
     opt.add_argument("--quiet", "-q", action="store_true",
                      help="no progress lines or bar while it runs: only the table at the end")
 
@@ -103,19 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     keep.add_argument("candidate", type=Path, help="Python file that defines ModelNew")
     keep.add_argument("--task", required=True, help="task id or task file path")
     keep.add_argument("--name", default="manual", help="the solution's name (default manual)")
-    keep.add_argument("--tasks", action="append", default=[], metavar="PATH")
-    keep.add_argument("--device", default=None)
-    keep.add_argument("--solutions", default="solutions")
-    for evaluating in (run, opt, keep):
-        evaluating.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
-                                help="run candidates without network, secrets or write access (bubblewrap): "
-                                     "auto where it works, on refuses to run without it")
-    keep.add_argument("--check", choices=CHECKS, default="strict", help=CHECK_HELP)
+    add_cli_options(keep, "accept")
 
     add_audit_parser(commands)
 
     board = commands.add_parser("leaderboard", help="the runs in the record as a table, JSON or an HTML page with plots")
-    board.add_argument("--store", default=".pike/runs.sqlite")
+    add_cli_options(board, "leaderboard")
     board.add_argument("--format", choices=("md", "json", "html"), default="md")
     board.add_argument("--view", choices=("entries", "compare"), default="entries",
                        help="md: a row per strategy and task, or strategies side by side")
@@ -125,39 +81,39 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder to write leaderboard.md, .json, .html and the plots to (default: print one format)")
     board.add_argument("--mark", action="append", default=[], metavar="MARK",
                        help="geomeans also over the tasks with this pytest mark, e.g. pike (repeatable)")
-    board.add_argument("--tasks", action="append", default=[], metavar="PATH",
-                       help="where --mark finds the task files (default: the built-in suite)")
 
     report = commands.add_parser("report", help="one run of the record: its candidates and LLM calls")
     report.add_argument("run", type=int, help="run id (the leaderboard's JSON lists them)")
-    report.add_argument("--store", default=".pike/runs.sqlite")
+    add_cli_options(report, "report")
 
     drop = commands.add_parser("remove", help="remove a kept solution")
     drop.add_argument("--task", required=True)
     drop.add_argument("--name", required=True)
-    drop.add_argument("--solutions", default="solutions")
+    add_cli_options(drop, "remove")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        settings = Settings.from_args(args)
         if args.command == "tasks":
-            return list_tasks(args)
+            return list_tasks(settings)
         if args.command == "optimize":
-            return optimize_tasks(args)
+            return optimize_tasks(args, settings)
         if args.command == "accept":
-            return accept_solution(args)
+            return accept_solution(args, settings)
         if args.command == "remove":
-            return remove_solution(args)
+            return remove_solution(args, settings)
         if args.command == "leaderboard":
-            return show_leaderboard(args)
+            return show_leaderboard(args, settings)
         if args.command == "report":
             return show_run(args)
         if args.command == "audit":
-            return run_audit(args)
-        return eval_candidate(args)
-    except (TaskError, BadInput, ProposerError) as exc:  # ProposerError: a refused key or model, a bad replay file
+            return run_audit(args, settings)
+        return eval_candidate(args, settings)
+    # ProposerError: a refused key or model, a bad replay file
+    except (TaskError, BadInput, SettingsError, ProposerError) as exc:
         print(f"pike: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -166,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def list_tasks(args: argparse.Namespace) -> int:
+def list_tasks(settings: Settings) -> int:
     from tabulate import tabulate
 
-    tasks, errors = discover_tasks([Path(p) for p in args.tasks] or None)
+    tasks, errors = discover_tasks(settings.task_roots)
     rows = [[t.id, ",".join(t.marks), "yes" if t.small else "no", str(t.path)] for t in tasks]
     print(tabulate(rows, headers=["task", "marks", "small size", "file"], tablefmt="github"))
     for error in errors:
@@ -177,30 +133,15 @@ def list_tasks(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if errors else EXIT_OK
 
 
-def eval_candidate(args: argparse.Namespace) -> int:
-    from pike_bench.evaluate import Evaluator, TimingOptions
+def eval_candidate(args: argparse.Namespace, settings: Settings) -> int:
     from pike_bench.report import eval_table
 
-    task = find_task(args.task, [Path(p) for p in args.tasks] or None)
+    task = find_task(args.task, settings.task_roots)
     source = _read_candidate(args.candidate)
-    if args.trials < 1:
-        raise BadInput("--trials must be at least 1")
-    device = _device(args.device)
-    with Evaluator(
-        device,
-        size=args.size,
-        mode=args.mode,
-        trials=args.trials,
-        timeout=args.timeout,
-        timing=TimingOptions(max_seconds=args.max_time, l2_flush=not args.no_l2_flush),
-        baselines=() if args.no_baselines else ("eager", "compile", "graph"),
-        compile_mode=args.compile_mode,
-        suspicious_over=args.suspicious_over,
-        require_custom_kernel=args.require_custom_kernel,
-        sandbox=_sandbox(args.sandbox),
-        check=args.check,
-    ) as evaluator:
-        result = evaluator.evaluate(task, source, hypothesis_seed=args.seed)
+    device = settings.resolve_device()
+    _say_sandbox(settings)
+    with settings.evaluator(device) as evaluator:
+        result = evaluator.evaluate(task, source, hypothesis_seed=settings.seed)
     if args.json:
         print(result.to_json(indent=2))
     else:
@@ -222,108 +163,59 @@ def eval_candidate(args: argparse.Namespace) -> int:
     return EXIT_OK if result.correct else EXIT_NOT_CORRECT
 
 
-def optimize_tasks(args: argparse.Namespace) -> int:
-    from pike_bench.evaluate import Evaluator, TimingOptions
-    from pike_bench import leaderboard
-    from pike_bench.optimize import Optimizer, OptimizeOptions, choose_llm
+def optimize_tasks(args: argparse.Namespace, settings: Settings) -> int:
+    from pike_bench.optimize import choose_llm
     from pike_bench.progress import for_terminal
     from pike_bench.report import optimize_table
 
-    roots = [Path(p) for p in args.tasks] or None
-    tasks = [find_task(spec, roots) for spec in args.tasks_to_run]
-    try:
-        preset(args.strategy)
-    except ValueError as exc:
-        raise BadInput(f"--strategy {exc}") from None
-    _check_ray_options(args)
-    device = _device(args.device)
-    options = OptimizeOptions(
-        strategy=args.strategy, budget_queries=args.budget, budget_dollars=args.dollars, llm=args.llm,
-        replay_file=args.replay, model=args.model, efa_model=args.efa_model, concurrency=args.concurrency,
-        store_path=Path(args.store), solutions_dir=Path(args.solutions),
-    )
-    if args.llm == "replay" and not args.replay:
-        raise BadInput("--llm replay needs --replay FILE (a file of recorded replies)")
-    if choose_llm(options) == "offline":
+    tasks = [find_task(spec, settings.task_roots) for spec in args.tasks_to_run]
+    device = settings.resolve_device()
+    if choose_llm(settings.optimize_options()) == "offline":
         print("pike: no ANTHROPIC_API_KEY, so the offline proposer writes the candidates (no LLM, no cost)")
-    timing = TimingOptions(max_seconds=args.max_time)
-    try:
-        baselines = parse_baselines(args.baselines)
-    except ValueError as exc:
-        raise BadInput(f"--baselines {exc}") from None
-    shared = dict(size=args.size, timing=timing, baselines=baselines, sandbox=_sandbox(args.sandbox),
-                  check=args.check, compile_cache=compile_cache_beside(options.store_path))
-    if args.ray:
-        evaluator = _ray_pool(args, **shared)
-    elif args.devices:
-        from pike_bench.evaluate.pool import EvaluatorPool, parse_devices
-
-        try:
-            evaluator = EvaluatorPool.on_devices(parse_devices(args.devices), **shared)
-        except ValueError as exc:
-            raise BadInput(f"--devices {exc}") from None
-    else:
-        evaluator = Evaluator(device, **shared)
-    with evaluator:
-        optimizer = Optimizer(evaluator, options, progress=for_terminal(args.quiet))
+    _say_sandbox(settings)
+    with settings.optimizing_evaluator(device, print) as evaluator:
+        optimizer = settings.optimizer(evaluator, for_terminal(args.quiet))
         outcomes = [optimizer.optimize(task) for task in tasks]
     print(optimize_table(outcomes))
-    print(f"leaderboard: {leaderboard.publish(options.store_path, options.store_path.parent / 'leaderboard')}")
+    print(f"leaderboard: {settings.publish()}")
     return EXIT_OK if all(o.best is not None for o in outcomes) else EXIT_NOT_CORRECT
 
 
-def _check_ray_options(args: argparse.Namespace) -> None:
-    from pike_bench.evaluate.ray_pool import check_options
-
-    try:
-        check_options(args.ray, args.ray_cpus, args.devices, "--ray")
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
-
-
-def _ray_pool(args: argparse.Namespace, **evaluator_options):
-    from pike_bench.evaluate.ray_pool import open_pool
-
-    try:
-        return open_pool(args.ray, args.ray_cpus, "--ray", print, **evaluator_options)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
-
-
-def accept_solution(args: argparse.Namespace) -> int:
+def accept_solution(args: argparse.Namespace, settings: Settings) -> int:
     from pike_bench import solutions
-    from pike_bench.evaluate import Evaluator
 
-    task = find_task(args.task, [Path(p) for p in args.tasks] or None)
+    task = find_task(args.task, settings.task_roots)
     source = _read_candidate(args.candidate)
-    with Evaluator(_device(args.device), sandbox=_sandbox(args.sandbox), check=args.check) as evaluator:
+    device = settings.resolve_device()
+    _say_sandbox(settings)
+    with settings.evaluator(device) as evaluator:
         try:
             kept = solutions.accept(evaluator, task, source, args.name, {"by": "hand", "file": str(args.candidate)},
-                                    Path(args.solutions))
+                                    settings.solutions_dir)
         except ValueError as exc:
             print(f"pike: {task.id}: {exc}", file=sys.stderr)
             return EXIT_NOT_CORRECT
     speedups = kept.accepted["speedups"]
-    print(f"kept {kept.path(Path(args.solutions))}: " + ", ".join(
+    print(f"kept {kept.path(settings.solutions_dir)}: " + ", ".join(
         f"{v['value']:.2f}x over {k}" for k, v in speedups.items()) + f" on {kept.accepted['device_name']}")
     return EXIT_OK
 
 
-def remove_solution(args: argparse.Namespace) -> int:
+def remove_solution(args: argparse.Namespace, settings: Settings) -> int:
     from pike_bench import solutions
 
     try:
-        solutions.remove(Path(args.solutions), args.task, args.name)
+        solutions.remove(settings.solutions_dir, args.task, args.name)
     except FileNotFoundError as exc:
         raise BadInput(str(exc)) from None
     print(f"removed {args.task}/{args.name}")
     return EXIT_OK
 
 
-def show_leaderboard(args: argparse.Namespace) -> int:
+def show_leaderboard(args: argparse.Namespace, settings: Settings) -> int:
     from pike_bench import leaderboard, plots
 
-    marks = _marked_tasks(args.mark, args.tasks)
+    marks = _marked_tasks(args.mark, settings)
     try:
         if args.out is not None:
             print(f"wrote {leaderboard.publish(args.store, args.out, marks)}, with .md, .json and the plots beside it")
@@ -341,14 +233,11 @@ def show_leaderboard(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _marked_tasks(marks: list[str], roots: list[str]) -> dict[str, list[str]]:
+def _marked_tasks(marks: list[str], settings: Settings) -> dict[str, list[str]]:
     """For each mark, the ids of the tasks that carry it."""
     if not marks:
         return {}
-    try:
-        tasks, _ = discover_tasks([Path(p) for p in roots] or None)
-    except TaskError as exc:
-        raise BadInput(f"--tasks {exc}") from None
+    tasks, _ = discover_tasks(settings.task_roots)
     unknown = [m for m in marks if not any(m in t.marks for t in tasks)]
     if unknown:
         raise BadInput(f"--mark {', '.join(unknown)}: no task carries it; marks there: "
@@ -389,18 +278,11 @@ def show_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _sandbox(mode: str) -> str:
-    """The mode, once checked here: `on` without a sandbox is bad input; `auto` without one says so once."""
-    from pike_bench.evaluate.sandbox import Sandbox, SandboxUnavailable
-
-    try:
-        chosen = Sandbox.choose(mode)
-    except SandboxUnavailable as exc:
-        raise BadInput(f"--sandbox on: {exc}") from None
+def _say_sandbox(settings: Settings) -> None:
+    """`on` without a sandbox is bad input (SettingsError); `auto` without one says so, once."""
+    chosen = settings.choose_sandbox()
     if chosen.why_not:
-        print(f"pike: no sandbox: {chosen.why_not}; candidates run with your network and files "
-              "(--sandbox off silences this)", file=sys.stderr)
-    return mode
+        print(f"pike: {settings.no_sandbox_note(chosen.why_not)}", file=sys.stderr)
 
 
 def add_audit_parser(commands) -> None:
@@ -416,44 +298,28 @@ def add_audit_parser(commands) -> None:
     audit.add_argument("candidates", type=Path, metavar="CANDIDATES_DIR", help="one Python file per task")
     audit.add_argument("--policies", default=",".join(CHECKS), help=f"default {','.join(CHECKS)}")
     audit.add_argument("--out", type=Path, default=None, help="folder to write audit.md and audit.json to")
-    audit.add_argument("--tasks", action="append", default=[], metavar="PATH",
-                       help="folder of task files to find the level in (default: the built-in suites)")
-    audit.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    audit.add_argument("--size", choices=SIZES, default=None, help="default: full on a GPU, small on the CPU")
-    audit.add_argument("--trials", type=int, default=5, help="input sets of the strict policy (default 5)")
-    audit.add_argument("--seed", type=int, default=None, help="seed of the input sets, the same for every policy")
-    audit.add_argument("--timeout", type=float, default=300.0, help="seconds a step may take (default 300)")
-    audit.add_argument("--max-time", type=float, default=20.0, help="time cap of each timing (default 20 s)")
-    audit.add_argument("--baselines", default="eager", metavar="eager,compile,graph",
-                       help="baselines timed beside each candidate (default eager)")
+    add_cli_options(audit, "audit", baselines="eager")
 
 
-def run_audit(args: argparse.Namespace) -> int:
+def run_audit(args: argparse.Namespace, settings: Settings) -> int:
     import secrets
 
     from pike_bench.audit import audit_folder
-    from pike_bench.evaluate import Evaluator, TimingOptions
     from pike_bench.policy import parse_policies
 
     try:
         policies = parse_policies(args.policies)
     except ValueError as exc:
         raise BadInput(f"--policies {exc}") from None
-    try:
-        baselines = parse_baselines(args.baselines)
-    except ValueError as exc:
-        raise BadInput(f"--baselines {exc}") from None
     if not args.candidates.is_dir():
         raise BadInput(f"{args.candidates}: not a folder of candidate files")
-    if args.trials < 1:
-        raise BadInput("--trials must be at least 1")
-    tasks = _audit_tasks(args.tasks_or_level, [Path(p) for p in args.tasks] or None)
-    device = _device(args.device)
-    seed = secrets.randbelow(2**31) if args.seed is None else args.seed
+    tasks = _audit_tasks(args.tasks_or_level, settings.task_roots)
+    device = settings.resolve_device()
+    _say_sandbox(settings)
+    seed = secrets.randbelow(2**31) if settings.seed is None else settings.seed
 
     def evaluator_for(policy):
-        return Evaluator(device, size=args.size, trials=args.trials, timeout=args.timeout, baselines=baselines,
-                         timing=TimingOptions(max_seconds=args.max_time), check=policy.name)
+        return settings.evaluator(device, check=policy.name)
 
     say = lambda line: print(line, file=sys.stderr)  # noqa: E731  (progress apart from the table)
     try:
@@ -489,15 +355,6 @@ def _read_candidate(path: Path) -> str:
         return path.read_text()
     except OSError as exc:
         raise BadInput(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _device(option: str | None) -> str:
-    from pike_bench.evaluate import resolve_device
-
-    try:
-        return resolve_device(option)
-    except ValueError as exc:
-        raise BadInput(f"--device {exc}") from None
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from typing import Any, Iterable
 REQUIRED_NAMES = ("Model", "get_inputs", "get_init_inputs")
 SIZES = ("full", "small")
 
-# The suites that ship with the project; `--pike-tasks` replaces them.
+# The suites that ship with the project (a top-level package beside pike_bench, in the
+# repository and in the wheel alike); `--pike-tasks` replaces them.
 BUILTIN_ROOT = Path(__file__).resolve().parent.parent / "kernelbench_tasks"
 
 
@@ -120,11 +121,16 @@ def task_files(roots: Iterable[Path]) -> list[Path]:
             continue
         if not root.is_dir():
             raise TaskError(f"{root}: no such file or folder of tasks")
-        for path in root.rglob("*.py"):
-            hidden = any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
-            if not hidden and not path.name.startswith("test_"):
-                files.append(path)
+        files.extend(path for path in root.rglob("*.py") if is_task_file(path, root))
     return sorted(set(files), key=_natural_key)
+
+
+def is_task_file(path: Path, root: Path) -> bool:
+    """Whether a file under a folder of tasks is a task: a .py file, not hidden (``.`` or
+    ``_``), not a test module or conftest (those are pytest's)."""
+    if path.suffix != ".py" or path.name.startswith("test_") or path.name == "conftest.py":
+        return False
+    return not any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
 
 
 def discover_tasks(roots: Iterable[Path] | None = None) -> tuple[list[Task], list[TaskError]]:

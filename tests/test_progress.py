@@ -15,7 +15,6 @@ from conftest import DATA
 
 from pike_bench.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["pytester"]
 TASK = "level0/1_TinyMLP"
 OPTIONS = ["-p", "no:cacheprovider", "--pike-tasks", "tasks", "--pike-device", "cpu", "--pike-max-time", "0.3",
@@ -29,8 +28,7 @@ CANDIDATE = re.compile(
 
 
 def project(pytester):
-    """The real suite module and one task."""
-    shutil.copy(ROOT / "kernelbench_tasks" / "test_suite.py", pytester.path / "test_copied_suite.py")
+    """A folder of one task, collected by the plugin."""
     (pytester.path / "tasks" / "level0").mkdir(parents=True)
     shutil.copy(DATA / "level0" / "1_TinyMLP.py", pytester.path / "tasks" / "level0")
     return pytester

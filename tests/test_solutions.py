@@ -4,7 +4,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,6 @@ from pike_bench.tasks import task_from_file
 from conftest import DATA
 
 SOLUTIONS = DATA / "solutions"
-ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["pytester"]
 
 
@@ -69,7 +67,6 @@ def test_another_device_is_baselined_not_failed(evaluator, task, tmp_path):
 
 
 def test_pytest_gates_kept_solutions(pytester, evaluator, task, tmp_path):
-    shutil.copy(ROOT / "kernelbench_tasks" / "test_suite.py", pytester.path / "test_copied_suite.py")
     tasks = pytester.path / "tasks" / "level0"
     tasks.mkdir(parents=True)
     shutil.copy(DATA / "level0" / "6_SlowReference.py", tasks)

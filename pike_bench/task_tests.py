@@ -1,23 +1,25 @@
-"""The task suite: every task's baselines checked on Hypothesis inputs and timed, and
-every kept solution gated (correct on fresh inputs, not slower than recorded).
+"""The tests every task file gets from the plugin's collector (pike_bench.plugin.TaskFile):
+its baselines checked on Hypothesis inputs and timed, the optimizer's search (with
+--pike-optimize), and every kept solution gated (correct on fresh inputs, not slower
+than recorded).
 
-`pytest -k level3` selects a suite, `-k LSTM` a task, `-m pike` PIKE's level-3 set.
-Eager, compile and graph of one task are timed side by side in one worker job;
-each test hands its share of the rounds to pytest-benchmark.
+Eager, compile and graph of one task are timed side by side in one worker job; each
+baseline's test hands its share of the rounds to pytest-benchmark. Imported only when
+a task file is collected (it imports torch).
 """
 
 import pytest
 
-from pike_bench.baselines import BASELINES, parse_baselines
+from pike_bench.baselines import BASELINES
 from pike_bench.evaluate.result import CORRECT
 from pike_bench.evaluate.timing import record_in_benchmark
 from pike_bench.report import review_line
 
 
 @pytest.mark.parametrize("baseline", BASELINES)
-def test_baseline(pike_task, pike_baselines, baseline, benchmark, pytestconfig):
-    if baseline not in parse_baselines(pytestconfig.getoption("--pike-baselines")):
-        pytest.skip(f"{baseline} is not in --pike-baselines")
+def test_baseline(pike_task, pike_baselines, baseline, benchmark, pike_settings):
+    if baseline not in pike_settings.baseline_names():
+        pytest.skip(f"{baseline} is not in {pike_settings.flag('baselines')}")
     run = pike_baselines
     if run.task_error:
         pytest.fail(run.task_error, pytrace=False)
