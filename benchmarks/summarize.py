@@ -2,7 +2,7 @@
 
     python benchmarks/summarize.py benchmarks/results/*/pike_set.json [--per-task]
 
-Reads what `pytest --benchmark-json=FILE` wrote for kernelbench_tasks/test_suite.py
+Reads what `pytest --benchmark-json=FILE` wrote for the task suites (pike_bench/task_tests.py)
 (eager, compile and graph of each task, with the speedup over eager in extra_info)
 and prints geomean speedups over eager per level (and per task with --per-task).
 """

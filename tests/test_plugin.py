@@ -3,12 +3,17 @@
 import json
 import re
 import shutil
+import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import DATA
 
+ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["pytester"]
 
 
@@ -98,10 +103,51 @@ def test_marks_from_task_files_select_with_m(suite):
     result.stdout.fnmatch_lines(["*3/11 tests collected (8 deselected)*"])  # optimize and solution tests are left out too
 
 
+def test_a_task_folder_and_the_builtin_suites_are_collected_from_any_folder(pytester, monkeypatch):
+    # No test module and no testpaths here: the plugin's collector finds the tasks itself.
+    (pytester.path / "elsewhere" / "level0").mkdir(parents=True)
+    shutil.copy(DATA / "level0" / "1_TinyMLP.py", pytester.path / "elsewhere" / "level0")
+    (pytester.path / "here").mkdir()
+    monkeypatch.chdir(pytester.path / "here")
+    given = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", "--pike-tasks", "../elsewhere")
+    given.stdout.fnmatch_lines(["*1_TinyMLP.py::test_baseline?level0/1_TinyMLP-eager?", "3/5 tests collected*"])
+    builtin = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", "--pike-device", "cpu",
+                                 "-k", "level3 and 1_MLP")
+    builtin.stdout.fnmatch_lines(["*level3/1_MLP.py::test_baseline?level3/1_MLP-eager?",
+                                  "*level3/1_MLP.py::test_baseline?level3/1_MLP-graph?", "3/* tests collected*"])
+    unasked = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", "-k", "level3")
+    assert unasked.ret == pytest.ExitCode.NO_TESTS_COLLECTED  # the built-in suites only when a --pike-* option asks
+
+
+def test_the_repository_root_collects_each_task_once(pytester):
+    # Plain `pytest` in the root collects the suites through testpaths; the task files
+    # must not also be imported as test modules.
+    run = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          "-k", "level3 and 1_MLP"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    collected = [line for line in run.stdout.splitlines() if "::" in line]
+    assert collected == [f"kernelbench_tasks/level3/1_MLP.py::test_baseline[level3/1_MLP-{b}]"
+                         for b in ("eager", "compile", "graph")], run.stdout + run.stderr
+
+
 def test_an_unrelated_run_does_not_pay_for_the_plugin(pytester):
     # Installed, the plugin is loaded into every pytest run: with no --pike-* option and
     # no task collected it must not import torch, discover tasks or start anything.
-    pytester.makepyfile("import sys\n\ndef test_one():\n    assert 'torch' not in sys.modules\n")
+    pytester.makepyfile("""
+        import sys
+
+        def test_one():
+            assert not {"torch", "pike_bench.task_tests", "pike_bench.evaluate"} & set(sys.modules)
+    """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert "pike-bench:" not in result.stdout.str()  # no header, no summary (the plugins line names it)
+    # And in time: with the plugin and without it, in turns (the machine may be busy), medians apart.
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(5):
+        for plugin in (True, False):
+            start = time.perf_counter()
+            subprocess.run(command + ([] if plugin else ["-p", "no:pike"]), cwd=pytester.path, check=True,
+                           capture_output=True, timeout=120)
+            times[plugin].append(time.perf_counter() - start)
+    assert statistics.median(times[True]) - statistics.median(times[False]) < 0.3, times
