@@ -118,6 +118,7 @@ def test_small_size_may_hold_objects_of_the_tasks_own_classes(cpu_evaluator):
     assert result.status == "correct", result.reason
 
 
+@pytest.mark.slow  # a C++ build (about 40 s on 2 cores)
 def test_cpp_candidates_build_with_load_inline_and_compile_errors_point_at_the_candidate(tiny_task):
     cpp = DATA / "cpp"
     with Evaluator("cpu", trials=2, timeout=300, timing=FAST_TIMING, baselines=()) as evaluator:
@@ -130,6 +131,7 @@ def test_cpp_candidates_build_with_load_inline_and_compile_errors_point_at_the_c
     assert "return x.clamp_min(0) + undefined_name;" in bad.detail
 
 
+@pytest.mark.slow  # two compiles of the baseline
 def test_a_new_worker_builds_the_compile_baseline_from_the_cache_beside_the_record(tmp_path, tiny_task):
     import torch
 

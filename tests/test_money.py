@@ -176,6 +176,7 @@ def test_a_refused_key_stops_the_run_in_one_line(tmp_path, env):
     assert len(api.requests) == 1  # the brainstorming query; nothing more was sent
 
 
+@pytest.mark.slow  # a whole optimize run, then the gate
 def test_optimize_then_gate_is_green(tmp_path, env):
     api = FakeMessagesAPI(reply=answer)
     common = ["-p", "no:cacheprovider", "--pike-tasks", SLOW, "--pike-device", "cpu", "--pike-max-time", "0.2",

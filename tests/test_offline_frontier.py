@@ -220,6 +220,7 @@ def test_frontier_plans_lead_with_the_move_for_their_pattern():
     assert all("_PikeCUDAGraph(model)" not in s.source for s in plan(source(MOE), None, "cuda")[0])
 
 
+@pytest.mark.slow  # the offline library run to its end
 def test_an_offline_budget_stops_at_the_library_and_a_flagged_best_says_how_to_accept_it(tmp_path):
     task = task_from_file(DATA / "level0" / "1_TinyMLP.py")
     size = OfflineProposer.library_size(task.path.read_text(), "cpu")

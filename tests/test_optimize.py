@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import DATA
 
 TINY = str(DATA / "level0" / "1_TinyMLP.py")
@@ -52,6 +54,7 @@ def test_pike_optimize_keeps_the_best_candidate(tmp_path):
     assert "| r0/s0  | optimizer | correct" in report.stdout
 
 
+@pytest.mark.slow  # two optimize runs, one killed
 def test_a_killed_run_resumes_and_does_not_spend_the_budget_twice(tmp_path):
     budget = 5  # the offline library of TinyMLP on the CPU: a larger budget is capped there
     child = subprocess.Popen(command(tmp_path, budget), stdout=subprocess.PIPE, text=True)

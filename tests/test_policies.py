@@ -205,6 +205,7 @@ def test_audit_prints_and_writes_the_policies_side_by_side(tmp_path):
     assert next(line for line in run.stdout.splitlines() if line.startswith(f"| {bn}")) == table_row
 
 
+@pytest.mark.slow  # several `pike audit` processes
 def test_audit_bad_input_is_one_line(tmp_path):
     run = pike("audit", str(DATA / "level0"), str(tmp_path), "--policies", "strict,lenient")
     assert run.returncode == 2 and run.stderr.strip() == (

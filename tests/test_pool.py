@@ -74,6 +74,7 @@ def test_a_device_that_cannot_run_the_reference_is_taken_out_and_the_others_go_o
     assert len(said) == 1 and said[0].startswith("pike-bench: cuda:0 taken out")
 
 
+@pytest.mark.slow  # a whole optimize run on two workers
 def test_the_optimizer_runs_on_a_pool(tmp_path):
     task = task_from_file(DATA / "level0" / "1_TinyMLP.py")
     options = OptimizeOptions(budget_queries=4, llm="offline", store_path=tmp_path / "runs.sqlite",

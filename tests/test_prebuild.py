@@ -13,6 +13,8 @@ from pike_bench.tasks import task_from_file
 
 from conftest import CANDIDATES, DATA
 
+pytestmark = pytest.mark.slow  # C++ builds: about 2 minutes on 2 cores
+
 FAST = dict(trials=2, timing=TimingOptions(min_rounds=10, max_seconds=0.2), baselines=("eager",))
 
 

@@ -130,6 +130,7 @@ def test_a_cpp_candidate_with_the_default_settings_leaks_the_key_nowhere(key, ke
     assert key not in loud.reason + loud.detail
 
 
+@pytest.mark.slow  # a C++ build without the sandbox
 def test_without_the_sandbox_the_allow_list_alone_keeps_the_key_from_getenv_only(key, key_holder, listener, tmp_path):
     target = tmp_path / "stolen.txt"
     with Evaluator("cpu", sandbox="off", **FAST) as evaluator:

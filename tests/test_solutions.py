@@ -80,6 +80,7 @@ def test_pytest_gates_kept_solutions(pytester, evaluator, task, tmp_path):
     result.stdout.fnmatch_lines(["*level0/6_SlowReference/slowed regressed*"])
 
 
+@pytest.mark.slow  # `pike accept` times every baseline in a new process
 def test_pike_accept_and_remove_commands(tmp_path):
     base = [sys.executable, "-m", "pike_bench.cli"]
     run = subprocess.run(base + ["accept", str(SOLUTIONS / "fast.py"), "--task", str(DATA / "level0" / "6_SlowReference.py"),
