@@ -17,6 +17,12 @@ collect_ignore = ["benchmarks", "build"]
 QUICK_TASKS = {"level3/1_MLP", "level3/4_LeNet5", "level3/35_LSTM", "level3/43_MinGPTCausalAttention", "level5/5_s4"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Here rather than in pyproject.toml: this file is also read when the suites are
+    # collected from another folder (an editable install), where pyproject.toml is not.
+    config.addinivalue_line("markers", "slow: left out of the quick test command (-m 'not slow'); CI runs them")
+
+
 @pytest.hookimpl(tryfirst=True)  # marked before -m selects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
