@@ -11,6 +11,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from conftest import DATA
 
 from pike_bench.store import Store
@@ -107,6 +109,7 @@ def test_progress_lines_come_live_in_order_agree_with_the_record_and_a_bar_runs_
     assert "| task " in out and "| best over eager   | best over compile   | best over graph   |" in out
 
 
+@pytest.mark.slow  # a second optimize run; the quick command has the first
 def test_quiet_under_q_and_without_a_terminal_no_bar(pytester):
     project(pytester)
     quiet = pytester.runpytest(*OPTIONS, "-q")
