@@ -129,6 +129,7 @@ def test_the_dollar_cap_holds_and_every_bad_reply_is_one_recorded_line(tmp_path,
     assert "same source as" in report.stdout
 
 
+@pytest.mark.slow  # two optimize processes, one killed
 def test_the_cap_holds_across_a_killed_and_resumed_run(tmp_path, env):
     api = FakeMessagesAPI(reply=answer)
     api.delay = 3.0

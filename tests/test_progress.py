@@ -67,6 +67,7 @@ def run_on_a_terminal(args: list[str], cwd: Path, columns: int = 150) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+@pytest.mark.slow  # an optimize run on a terminal; tests/test_plugin.py has one in the quick set
 def test_progress_lines_come_live_in_order_agree_with_the_record_and_a_bar_runs_on_a_terminal(pytester):
     project(pytester)
     # -rP would show a passed test's captured output: the lines must not be there, but live.
