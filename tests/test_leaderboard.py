@@ -205,9 +205,30 @@ def test_a_best_below_graph_gets_a_line_on_why(tmp_path):
     assert (board.entry("pike-b", MLP).finished, board.entry("pike-b", ATTN).finished) == (True, False)
     table = board.to_markdown()
     assert "Below the graph baseline, and why:\n\n- pike-b level3/1_MLP: best tf32 (c1)" in table
-    assert "- pike-b level3/5_AlexNet: no correct candidate" in table and "level5/1_Attention:" not in table
+    below = table.split("Below the graph baseline, and why:")[1].split("How each task was won:")[0]
+    assert "- pike-b level3/5_AlexNet: no correct candidate" in below and "level5/1_Attention:" not in below
     assert re.search(r"\| level5/1_Attention .*\| 1\* ", table)  # its run was not finished
     assert "compile-cuda-graph (c2) runtime_error" in board.to_html({})
+
+
+def test_each_task_gets_a_line_on_which_move_won_and_how_the_others_did(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    with Store(path) as store:
+        run = Recorder(store, "pike-b", MLP, llm="offline")
+        run.candidate(result(MLP, CORRECT, 2.0, 3.0, 2.5, 1.5, 1.25), run.call(0, move="tf32"))
+        run.candidate(result(MLP, CORRECT, 1.0, 3.0, 2.5, 3.0, 2.5), run.call(0, move="compile-cuda-graph"))
+        run.candidate(failed(MLP, "build_error", "RuntimeError: Expected a 'cuda' device type for generator"),
+                      run.call(0, move="moe-grouped"))
+        unsolved = Recorder(store, "pike-b", "level3/5_AlexNet", llm="offline")
+        unsolved.candidate(failed("level3/5_AlexNet", "incorrect", "output differs at index (0, 1)"), unsolved.call(0))
+    board = lb.build(path)
+    assert board.entry("pike-b", MLP).moves == (
+        "won by compile-cuda-graph (c2) at 3.00x over eager; others: tf32 (c1) 1.50x; "
+        "moe-grouped (c3) build_error: RuntimeError: Expected a 'cuda' device type for generator")
+    assert board.entry("pike-b", "level3/5_AlexNet").moves == (
+        "no correct candidate; others: c1 incorrect: output differs at index (0, 1)")
+    assert "How each task was won:\n\n- pike-b level3/1_MLP: won by compile-cuda-graph" in board.to_markdown()
+    assert "moe-grouped (c3) build_error" in board.to_html({})
 
 
 def test_trajectories(board):
