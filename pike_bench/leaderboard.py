@@ -688,24 +688,3 @@ def _html_page(board: Leaderboard, plots: dict[str, bytes]) -> str:
 __all__ = ["build", "Leaderboard", "Entry", "Geomean", "Trajectory", "Step", "Interval", "geometric_mean",
            "SCHEMA_PATH", "SCHEMA_VERSION"]
 
-
-def publish(store_path: str | Path, out: str | Path, marks: dict[str, Iterable[str]] | None = None) -> Path:
-    """Write the leaderboard of a record in every format, with its plots, into a folder;
-    returns the HTML page. Optimize runs end with this, next to their record."""
-    from pike_bench import plots
-
-    board = build(store_path, marks)
-    pictures = {
-        "trajectory_queries.png": plots.trajectory_png(board, x="queries"),
-        "trajectory_dollars.png": plots.trajectory_png(board, x="dollars"),
-        "speedups.png": plots.speedup_bars_png(board),
-    }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "leaderboard.md").write_text(board.to_markdown(view="entries") + "\n\n" + board.to_markdown(view="compare"))
-    (out / "leaderboard.json").write_text(board.to_json())
-    for name, data in pictures.items():
-        (out / name).write_bytes(data)
-    page = out / "leaderboard.html"
-    page.write_text(board.to_html(pictures))
-    return page
