@@ -70,8 +70,9 @@ class Recorder:
         slot = f"s{self.calls}"
         request = Request(role="optimizer", system="sys", prompt=f"faster {slot}", task_id=self.task, slot=slot)
         meta = {"move": move} if move else {}
-        return self.store.record_llm_call(self.run, self.task, slot, request,
-                                          Reply("text", model, dollars=dollars, meta=meta))
+        call = self.store.open_llm_call(self.run, request, reserved=dollars)
+        self.store.close_llm_call(call, Reply("text", model, dollars=dollars, meta=meta))
+        return call
 
     def candidate(self, evaluation: EvalResult, call: int | None = None) -> int:
         candidate = self.store.record_candidate(
