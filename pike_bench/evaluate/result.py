@@ -16,7 +16,6 @@ CRASHED = "crashed"
 REJECTED = "rejected"  # broke a rule of the evaluator (a cheat, or the static screen)
 SUSPICIOUS = "suspicious"  # correct, but faster than is plausible: a person must look
 SKIPPED = "skipped"  # a baseline that does not apply here (graph on the CPU)
-STATUSES = (CORRECT, INCORRECT, BUILD_ERROR, RUNTIME_ERROR, TIMEOUT, CRASHED, REJECTED, SUSPICIOUS, SKIPPED)
 
 
 @dataclass
