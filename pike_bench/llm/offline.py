@@ -30,7 +30,7 @@ import re
 import time
 
 from pike_bench.llm.base import ROLES, ProposerError, Reply, Request
-from pike_bench.llm.moves.library import Step, compile_default, plan
+from pike_bench.llm.moves.library import Proposal, compile_default, plan
 
 
 # --- the proposer ---
@@ -114,13 +114,13 @@ class OfflineProposer:
         return Reply(text=text, model=self.name, seconds=time.perf_counter() - started, meta=meta)
 
     @staticmethod
-    def _ideas(request: Request, steps: list[Step]) -> str:
+    def _ideas(request: Request, steps: list[Proposal]) -> str:
         lines = [f"Ideas for {request.task_id or 'this task'} on {request.device} (offline move library, likely best first):"]
         lines += [f"{i}. {step.name}: {step.why}" for i, step in enumerate(steps, start=1)]
         return "\n".join(lines) + "\n"
 
     @staticmethod
-    def _fix(request: Request, steps: list[Step], given: set[str]) -> tuple[str, dict]:
+    def _fix(request: Request, steps: list[Proposal], given: set[str]) -> tuple[str, dict]:
         """The first move not yet given that avoids the failure's cause: its marks (a
         capture, a compile, TF32/bf16, ...) when the reason names one, else every part of
         the failed rewrite; the plain compile where the cause is unknown and the failed
@@ -135,7 +135,7 @@ class OfflineProposer:
             parts = set(_description(parent))
             note = f"the failed rewrite's parts ({', '.join(sorted(parts))}) are left out" if parts else ""
             compiled = compile_default(request.reference, None, request.device)
-            plain = [Step("compile", "It keeps the reference's semantics and weights.", compiled)]
+            plain = [Proposal("compile", "It keeps the reference's semantics and weights.", compiled)]
             fits = (plain if not parts else []) + [s for s in steps if not parts & set(_description(s.source))]
         fresh = [s for s in fits if s.source.strip() not in given and s.source.strip() != parent]
         if not fresh:

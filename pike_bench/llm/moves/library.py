@@ -290,22 +290,24 @@ COMBOS: tuple[Move, ...] = (
 )  # fmt: skip
 
 
-class Step(NamedTuple):
+class Proposal(NamedTuple):
+    """A step of a task's plan: a move's candidate for the task, and why it is known-good."""
+
     name: str
     why: str
     source: str
 
 
-def plan(reference: str, parent: str | None, device: str) -> tuple[list[Step], Step]:
+def plan(reference: str, parent: str | None, device: str) -> tuple[list[Proposal], Proposal]:
     """A task's steps (the best-known combination, then the moves, then the other
     combinations) and the best-known combination."""
-    steps: list[Step] = []
-    best: Step | None = None
+    steps: list[Proposal] = []
+    best: Proposal | None = None
     for move, combination in [(m, False) for m in MOVES] + [(m, True) for m in COMBOS]:
         source = move.fn(reference, parent, device)
         if source is None:
             continue
-        step = Step(move.name, move.why, source)
+        step = Proposal(move.name, move.why, source)
         if combination and best is None:
             best = step
         if all(source != earlier.source for earlier in steps):
