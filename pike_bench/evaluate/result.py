@@ -1,4 +1,16 @@
-"""The values an evaluation returns."""
+"""The values an evaluation returns.
+
+One name per layer, each built from the one below:
+
+- :class:`ContestantResult`: one contestant (a baseline or the candidate) in one worker
+  job; a job's :class:`~pike_bench.evaluate.messages.JobReply` holds one per contestant;
+- :class:`EvalResult`: a candidate's evaluation (its contestant result, with the
+  baselines timed beside it and its :class:`Speedup` over each), what the record keeps;
+- above the evaluator: :class:`pike_bench.suite.BaselineRun` (a task's baselines),
+  :class:`pike_bench.search.agents.Outcome` (what a search reads of an evaluation),
+  :class:`pike_bench.optimize.TaskOutcome` (a task's search), and
+  :class:`pike_bench.solutions.Verdict` (the gate's judgement of a kept solution).
+"""
 
 from __future__ import annotations
 
