@@ -2,9 +2,9 @@
 CUDA error.
 
 The parent sends a job; the worker answers with progress lines (what it is doing
-now) and then the reply (the messages: :mod:`pike_bench.evaluate.messages`). The parent waits at most ``timeout`` seconds for each
-next message: a candidate that hangs is killed with its worker, and the last
-progress line says what it was doing. A worker that dies (``os._exit``, a
+now) and then the reply (the messages: :mod:`pike_bench.evaluate.messages`). The
+parent waits at most ``timeout`` seconds for each next message: a candidate that hangs
+is killed with its worker, and the last progress line says what it was doing. A worker that dies (``os._exit``, a
 segfault, the OOM killer) is seen as end-of-file on the pipe.
 """
 
