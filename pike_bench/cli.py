@@ -224,7 +224,7 @@ def eval_candidate(args: argparse.Namespace) -> int:
 
 def optimize_tasks(args: argparse.Namespace) -> int:
     from pike_bench.evaluate import Evaluator, TimingOptions
-    from pike_bench import leaderboard
+    from pike_bench.publish import publish
     from pike_bench.optimize import Optimizer, OptimizeOptions, choose_llm
     from pike_bench.progress import for_terminal
     from pike_bench.report import optimize_table
@@ -268,7 +268,7 @@ def optimize_tasks(args: argparse.Namespace) -> int:
         optimizer = Optimizer(evaluator, options, progress=for_terminal(args.quiet))
         outcomes = [optimizer.optimize(task) for task in tasks]
     print(optimize_table(outcomes))
-    print(f"leaderboard: {leaderboard.publish(options.store_path, options.store_path.parent / 'leaderboard')}")
+    print(f"leaderboard: {publish(options.store_path, options.store_path.parent / 'leaderboard')}")
     return EXIT_OK if all(o.best is not None for o in outcomes) else EXIT_NOT_CORRECT
 
 
@@ -322,11 +322,12 @@ def remove_solution(args: argparse.Namespace) -> int:
 
 def show_leaderboard(args: argparse.Namespace) -> int:
     from pike_bench import leaderboard, plots
+    from pike_bench.publish import publish
 
     marks = _marked_tasks(args.mark, args.tasks)
     try:
         if args.out is not None:
-            print(f"wrote {leaderboard.publish(args.store, args.out, marks)}, with .md, .json and the plots beside it")
+            print(f"wrote {publish(args.store, args.out, marks)}, with .md, .json and the plots beside it")
             return EXIT_OK
         board = leaderboard.build(args.store, marks)
     except FileNotFoundError:

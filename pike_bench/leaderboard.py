@@ -60,6 +60,7 @@ from typing import Iterable
 
 from tabulate import tabulate
 
+from pike_bench.evaluate.result import Speedup
 from pike_bench.store import Store
 
 SCHEMA_VERSION = 3  # 2: the graph baseline; 3: mark subsets, all-task geomeans over compile and graph, below_graph (moves: added, readers unaffected)
@@ -70,15 +71,6 @@ METRICS = ("eager", "compile", "graph")  # the baselines a speedup is over
 
 
 # -- values -------------------------------------------------------------------------------
-
-
-@dataclass
-class Interval:
-    """A stored speedup: the median of per-round ratios and its bootstrap interval."""
-
-    value: float
-    low: float
-    high: float
 
 
 @dataclass
@@ -115,9 +107,9 @@ class Entry:
     eager_ms: float | None = None
     compile_ms: float | None = None
     graph_ms: float | None = None
-    speedup_eager: Interval | None = None
-    speedup_compile: Interval | None = None
-    speedup_graph: Interval | None = None
+    speedup_eager: Speedup | None = None
+    speedup_compile: Speedup | None = None
+    speedup_graph: Speedup | None = None
     languages: list[str] = field(default_factory=list)
     precision: str = ""
     device_name: str = ""
@@ -412,9 +404,9 @@ def _fill_best(entry: Entry, best: dict, result: dict) -> None:
     entry.eager_ms = _baseline_ms(result, "eager")
     entry.compile_ms = _baseline_ms(result, "compile")
     entry.graph_ms = _baseline_ms(result, "graph")
-    entry.speedup_eager = _interval(best["speedups"].get("eager"))
-    entry.speedup_compile = _interval(best["speedups"].get("compile"))
-    entry.speedup_graph = _interval(best["speedups"].get("graph"))
+    entry.speedup_eager = _speedup(best["speedups"].get("eager"))
+    entry.speedup_compile = _speedup(best["speedups"].get("compile"))
+    entry.speedup_graph = _speedup(best["speedups"].get("graph"))
     entry.languages = list(result.get("languages") or [])
     entry.precision = result.get("precision") or ""
     entry.device_name = result.get("device_name") or ""
@@ -425,8 +417,8 @@ def _baseline_ms(result: dict, name: str) -> float | None:
     return timing["median_ms"] if timing else None
 
 
-def _interval(speedup: dict | None) -> Interval | None:
-    return Interval(speedup["value"], speedup["low"], speedup["high"]) if speedup else None
+def _speedup(stored: dict | None) -> Speedup | None:
+    return Speedup(stored["value"], stored["low"], stored["high"], stored.get("confidence", 0.95)) if stored else None
 
 
 def _spent(calls: list[dict]) -> list[float]:
@@ -536,8 +528,8 @@ def _x(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def _x_interval(interval: Interval | None) -> str:
-    return "-" if interval is None else f"{interval.value:.2f}x [{interval.low:.2f}, {interval.high:.2f}]"
+def _x_interval(speedup: Speedup | None) -> str:
+    return "-" if speedup is None else f"{speedup.value:.2f}x [{speedup.low:.2f}, {speedup.high:.2f}]"
 
 
 def _queries(e: Entry) -> str:
@@ -726,27 +718,6 @@ def _html_page(board: Leaderboard, plots: dict[str, bytes]) -> str:
 """
 
 
-__all__ = ["build", "Leaderboard", "Entry", "Geomean", "Trajectory", "Step", "Interval", "geometric_mean",
+__all__ = ["build", "Leaderboard", "Entry", "Geomean", "Trajectory", "Step", "geometric_mean",
            "SCHEMA_PATH", "SCHEMA_VERSION"]
 
-
-def publish(store_path: str | Path, out: str | Path, marks: dict[str, Iterable[str]] | None = None) -> Path:
-    """Write the leaderboard of a record in every format, with its plots, into a folder;
-    returns the HTML page. Optimize runs end with this, next to their record."""
-    from pike_bench import plots
-
-    board = build(store_path, marks)
-    pictures = {
-        "trajectory_queries.png": plots.trajectory_png(board, x="queries"),
-        "trajectory_dollars.png": plots.trajectory_png(board, x="dollars"),
-        "speedups.png": plots.speedup_bars_png(board),
-    }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "leaderboard.md").write_text(board.to_markdown(view="entries") + "\n\n" + board.to_markdown(view="compare"))
-    (out / "leaderboard.json").write_text(board.to_json())
-    for name, data in pictures.items():
-        (out / name).write_bytes(data)
-    page = out / "leaderboard.html"
-    page.write_text(board.to_html(pictures))
-    return page

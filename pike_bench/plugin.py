@@ -343,7 +343,7 @@ class PikePlugin:
         if self.runs:
             terminalreporter.write_line(baseline_table(list(self.runs.values())))
         if self.optimized:
-            from pike_bench.leaderboard import publish
+            from pike_bench.publish import publish
 
             terminalreporter.write_line(optimize_table(list(self.optimized.values())))
             store = Path(self.config.getoption("--pike-store"))

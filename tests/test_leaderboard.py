@@ -20,6 +20,7 @@ from pike_bench import leaderboard as lb
 from pike_bench.evaluate.result import CORRECT, INCORRECT, SUSPICIOUS, ContestantResult, EvalResult, Speedup, Timing
 from pike_bench.llm.base import Reply, Request
 from pike_bench.plots import speedup_bars_png, trajectory_png
+from pike_bench.publish import publish
 from pike_bench.store import Store
 
 MLP, ATTN = "level3/1_MLP", "level5/1_Attention"
@@ -69,8 +70,9 @@ class Recorder:
         slot = f"s{self.calls}"
         request = Request(role="optimizer", system="sys", prompt=f"faster {slot}", task_id=self.task, slot=slot)
         meta = {"move": move} if move else {}
-        return self.store.record_llm_call(self.run, self.task, slot, request,
-                                          Reply("text", model, dollars=dollars, meta=meta))
+        call = self.store.open_llm_call(self.run, request, reserved=dollars)
+        self.store.close_llm_call(call, Reply("text", model, dollars=dollars, meta=meta))
+        return call
 
     def candidate(self, evaluation: EvalResult, call: int | None = None) -> int:
         candidate = self.store.record_candidate(
@@ -280,6 +282,19 @@ def test_json_follows_the_schema(board):
     assert entry["speedup_eager"]["value"] == 1.5 and entry["eager_ms"] == 3.0
     assert (entry["graph_ms"], entry["speedup_graph"]) == (None, None)
     assert document["superseded_runs"] == []
+
+
+def test_publish_writes_the_board_in_every_format_beside_its_plots(store_path, board, tmp_path):
+    page = publish(store_path, tmp_path / "board")
+    folder = page.parent
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "leaderboard.html", "leaderboard.json", "leaderboard.md",
+        "speedups.png", "trajectory_dollars.png", "trajectory_queries.png",
+    ]  # fmt: skip
+    written = json.loads((folder / "leaderboard.json").read_text())
+    assert written["entries"] == json.loads(board.to_json())["entries"] and written["entries"]
+    assert all((folder / name).read_bytes().startswith(PNG_SIGNATURE) for name in ("speedups.png", "trajectory_dollars.png"))
+    assert page.read_text().count('src="data:image/png;base64,') == 3
 
 
 def test_pngs_are_real(plots):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from pike_bench.baselines import baseline_source
-from pike_bench.evaluate.job import Contestant, JobReply, JobRequest, device_name
+from pike_bench.evaluate.messages import CANDIDATE, REFERENCE, Contestant, JobReply, JobRequest
 from pike_bench.policy import check_policy
 from pike_bench.evaluate.result import (
     CORRECT,
@@ -39,9 +39,6 @@ from pike_bench.screen import Screen, screen
 from pike_bench.tasks import Task
 
 __all__ = ["Evaluator", "EvalResult", "TimingOptions", "evaluate", "default_device", "resolve_device"]
-
-CANDIDATE = "candidate"
-REFERENCE = "reference"  # the worker's step name while it loads the task
 
 
 def default_device() -> str:
@@ -184,6 +181,8 @@ class Evaluator:
 
     def _reply_without_worker(self, task_error: str = "") -> JobReply:
         import torch
+
+        from pike_bench.evaluate.job import device_name
 
         return JobReply({}, device_name(self.device), torch.__version__, task_error)
 

@@ -34,7 +34,8 @@ from pike_bench.evaluate.defenses import (
     restore_precision,
     storages,
 )
-from pike_bench.policy import STRICT, CheckPolicy
+from pike_bench.evaluate.messages import REFERENCE, Contestant, JobReply, JobRequest
+from pike_bench.policy import CheckPolicy
 from pike_bench.evaluate.result import (
     BUILD_ERROR,
     CORRECT,
@@ -45,9 +46,9 @@ from pike_bench.evaluate.result import (
     ContestantResult,
 )
 from pike_bench.evaluate.stats import summarize
-from pike_bench.evaluate.timing import TimingOptions, time_interleaved
+from pike_bench.evaluate.timing import time_interleaved
 from pike_bench.inputs import InputDraw, for_each_draw, make_inputs, plain_draws
-from pike_bench.tasks import Task, apply_sizes, sized_module
+from pike_bench.tasks import apply_sizes, sized_module
 
 try:
     BaseExceptionGroup
@@ -56,39 +57,6 @@ except NameError:  # Python 3.10: Hypothesis depends on the backport
 
 MODES = ("eval", "train")
 Progress = Callable[[str, str], None]  # (what is happening, which contestant or "")
-
-
-@dataclass
-class Contestant:
-    name: str
-    source: str
-    trusted: bool = False  # a baseline of ours: its built model may be kept between jobs
-
-
-@dataclass
-class JobRequest:
-    task: Task
-    contestants: list[Contestant]
-    device: str
-    size: str = "full"
-    mode: str = "eval"
-    trials: int = 5
-    hypothesis_seed: int = 0
-    weight_seed: int = 0
-    timing_seed: int = 2**31 - 1  # no Hypothesis draw is timed: timing uses its own set
-    timing: TimingOptions | None = field(default_factory=TimingOptions)  # None: check only
-    defenses: bool = True  # off only to measure what they cost (benchmarks/adversarial.py)
-    check: CheckPolicy = STRICT  # the rules that judge the contestants
-
-
-@dataclass
-class JobReply:
-    results: dict[str, ContestantResult]
-    device_name: str
-    torch_version: str
-    task_error: str = ""
-    hypothesis_seed: int = 0
-    recycle: bool = False  # the CUDA context may be broken: start a fresh worker
 
 
 @dataclass
@@ -145,7 +113,7 @@ class Worker:
         if request.mode not in MODES:
             reply.task_error = f"mode {request.mode!r} is not one of {', '.join(MODES)}"
             return reply
-        progress(f"loading the reference of {request.task.id}", "reference")
+        progress(f"loading the reference of {request.task.id}", REFERENCE)
         task_file = request.task.path.read_bytes()
         try:
             make_current(request.device)  # a device that cannot be selected fails like a broken reference

@@ -2,9 +2,9 @@
 CUDA error.
 
 The parent sends a job; the worker answers with progress lines (what it is doing
-now) and then the reply. The parent waits at most ``timeout`` seconds for each
-next message: a candidate that hangs is killed with its worker, and the last
-progress line says what it was doing. A worker that dies (``os._exit``, a
+now) and then the reply (the messages: :mod:`pike_bench.evaluate.messages`). The
+parent waits at most ``timeout`` seconds for each next message: a candidate that hangs
+is killed with its worker, and the last progress line says what it was doing. A worker that dies (``os._exit``, a
 segfault, the OOM killer) is seen as end-of-file on the pipe.
 """
 
@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Callable
 
-from pike_bench.evaluate.job import JobReply, JobRequest
+from pike_bench.evaluate.messages import DONE, ERROR, PHASE, READY, JobReply, JobRequest
 from pike_bench.evaluate.sandbox import Confined, Sandbox
 
 OnPhase = Callable[[str, str], None]  # (what the worker is doing, which contestant or "")
@@ -45,21 +45,21 @@ def serve(conn: Connection) -> None:
     from pike_bench.evaluate.job import Worker
 
     worker = Worker()
-    conn.send(("ready", os.getpid()))
+    conn.send((READY, os.getpid()))
     while True:
         try:
             request = conn.recv()
         except EOFError:
             return
         except Exception:  # a request that does not unpickle here is our bug: say so
-            conn.send(("error", traceback.format_exc()))
+            conn.send((ERROR, traceback.format_exc()))
             continue
         try:
-            reply = worker.run(request, lambda phase, who: conn.send(("phase", (phase, who))))
+            reply = worker.run(request, lambda phase, who: conn.send((PHASE, (phase, who))))
         except Exception:
-            conn.send(("error", traceback.format_exc()))
+            conn.send((ERROR, traceback.format_exc()))
             continue
-        conn.send(("done", reply))
+        conn.send((DONE, reply))
 
 
 @dataclass
@@ -120,13 +120,13 @@ class WorkerProcess:
         self.conn.send(request)
         while True:
             kind, payload = self._receive(timeout)
-            if kind == "phase":
+            if kind == PHASE:
                 self.phase, self.culprit = payload
                 if on_phase is not None:
                     on_phase(*payload)
-            elif kind == "done":
+            elif kind == DONE:
                 return payload
-            elif kind == "error":
+            elif kind == ERROR:
                 self.stop()
                 raise RuntimeError(f"pike-bench worker failed (a bug in pike-bench, please report):\n{payload}")
 

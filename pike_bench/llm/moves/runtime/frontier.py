@@ -1,10 +1,7 @@
 """Runtime pieces of the offline proposer's frontier moves, pasted into candidates.
 
-A candidate is one self-contained file (it cannot import pike_bench), so the moves in
-:mod:`pike_bench.llm.offline` copy the source of the objects they need from here into
-the candidate, after the task's own source. They use torch only, under the alias
-``_pike_torch`` as the other offline rewrites do, and they work on any module with the
-pattern they look for: nothing here knows a task's names.
+They work on any module with the pattern they look for (see
+:mod:`pike_bench.llm.moves.runtime` for how they reach a candidate).
 
 - host syncs: :class:`_PikeSyncProbe` runs a forward once and names the modules that
   call something a CUDA graph cannot hold (``.item()``, ``.tolist()``, ``nonzero``,
