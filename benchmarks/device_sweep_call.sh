@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One device call of a resumable offline sweep, with everything that must come back
-# copied under $OUT: the record, the log, the leaderboard, the solutions and the compile
-# cache (as inductor-cache.tgz, to be unpacked here and carried into the next call).
+# copied flat under $OUT (the device tool returns at most 8 files of 16 MiB, two folders
+# down): the record, the log, the machine line, and the leaderboard and solutions as
+# tarballs. The compile cache (git-ignored) stays on the machine while it is warm; a call
+# on a fresh machine builds the compile baselines again.
 #
 #   BUDGET=4 bash benchmarks/device_sweep_call.sh RECORD_DIR SECONDS LOGNAME [pytest selection...]
 set -u
@@ -15,8 +17,7 @@ start=$(date +%s)
 bash benchmarks/offline_sweep.sh "$dir" "$cap" "$@" > "$dir/$log.log" 2>&1
 echo "wall_s $(( $(date +%s) - start ))" >> "$dir/machine_$log.txt"
 tail -40 "$dir/$log.log"
-mkdir -p "$OUT/$dir"
-cp -r "$dir/runs.sqlite" "$dir/$log.log" "$dir/machine_$log.txt" "$dir/leaderboard" "$OUT/$dir/"
-[ -d "$dir/solutions" ] && cp -r "$dir/solutions" "$OUT/$dir/"
-[ -d "$dir/inductor-cache" ] && tar czf "$OUT/$dir/inductor-cache.tgz" -C "$dir" inductor-cache
-ls -la "$OUT/$dir"
+cp "$dir/runs.sqlite" "$dir/$log.log" "$dir/machine_$log.txt" "$OUT/"
+tar czf "$OUT/leaderboard.tgz" -C "$dir" leaderboard
+[ -d "$dir/solutions" ] && tar czf "$OUT/solutions.tgz" -C "$dir" solutions
+ls -la "$OUT"
