@@ -162,7 +162,9 @@ class Sandbox:
         args = [self.path, "--ro-bind", "/", "/", "--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc",
                 "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                 "--new-session",  # no controlling terminal: no keystrokes pushed into the user's shell
-                "--die-with-parent"]  # fmt: skip
+                "--die-with-parent",
+                # Run by root, bubblewrap keeps root's capabilities, and a candidate could mount / writable again.
+                "--cap-drop", "ALL"]  # fmt: skip
         for node in gpu_nodes() if gpus else []:
             args += ["--dev-bind", node, node]
         for path in hidden():
