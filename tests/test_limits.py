@@ -4,7 +4,6 @@ fails with a verdict that names it, and honest candidates do not notice them."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -7,10 +7,12 @@ kernel is out of the static screen's sight. So every process that imports a cand
 - from an allow-list of environment variables: what Python, torch, CUDA, Triton and the
   compilers read, never a name that looks like a credential, so an API key is not in the
   process's environment when it starts;
-- inside bubblewrap where it works: no network, its own process and IPC namespaces (the
-  parent's ``/proc/PID/environ`` is out of sight), the filesystem read-only except its
-  scratch folder and the compiler caches, the system's sockets (``/run``) and the usual
-  credential files of the home folder hidden, and the GPU device nodes passed through.
+- inside bubblewrap where it works, else util-linux's ``unshare`` with namespaces.py
+  (same view): no network, its own process and IPC namespaces (the parent's
+  ``/proc/PID/environ`` is out of sight), the filesystem read-only except its scratch
+  folder and the compiler caches, the system's sockets (``/run``) and the usual
+  credential files of the home folder hidden, the GPU device nodes passed through, and
+  no capabilities (not even when the user is root).
 
 The sandbox does not hide files that any process of the user may read, nor GPU memory,
 nor timing: see the README's section on the sandbox.
