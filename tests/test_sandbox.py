@@ -242,3 +242,18 @@ def test_the_candidate_cannot_undo_the_sandbox_and_reaches_only_the_gpu_nodes(to
     assert not (tmp_path / "file").exists()
     # A death by signal reads as it does without a sandbox.
     assert HERE[tool].exit_code(done.returncode) == -11
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not HERE["unshare"].enabled, reason="sets up mounts of its own: root and unshare")
+def test_unshare_makes_its_sandbox_where_one_mount_covers_another(tmp_path):
+    # As systemd's binfmt_misc under the /proc that unshare mounts anew: a line of mountinfo
+    # whose mount is out of sight cannot be made read-only, and need not be.
+    covered = tmp_path / "covered"
+    confined = HERE["unshare"].prepare(["sh", "-c", f"touch {covered}/inner/file || echo read-only"])
+    setup = f"mkdir -p {covered}/inner && mount -t tmpfs a {covered}/inner && mount -t tmpfs b {covered} && mkdir {covered}/inner"
+    try:
+        done = subprocess.run(["unshare", "--mount", "sh", "-c", f'{setup} && exec "$@"', "sh", *confined.argv],
+                              env=confined.env, capture_output=True, text=True, timeout=60)
+    finally:
+        confined.remove_scratch()
+    assert (done.returncode, done.stdout) == (0, "read-only\n"), done.stderr

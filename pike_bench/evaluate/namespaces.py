@@ -20,6 +20,7 @@ sandbox is never weaker than it says.
 """
 
 import ctypes
+import errno
 import fcntl
 import json
 import os
@@ -115,7 +116,11 @@ def read_only_except(writable: list[str]) -> None:
             continue
         flags = os.statvfs(point).f_flag
         kept = sum(flag for st, flag in KEPT_FLAGS.items() if flags & st)
-        mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
+        if libc.mount(None, point.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept, None) != 0:
+            # EINVAL: another mount covers this one (the host's /proc/sys/fs/binfmt_misc under the new
+            # /proc, say), and that one has its own line in mountinfo.
+            if ctypes.get_errno() != errno.EINVAL:
+                raise SetupFailed(f"mount {point} read-only: {os.strerror(ctypes.get_errno())}")
 
 
 def loopback_up() -> None:
