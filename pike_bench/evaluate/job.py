@@ -20,7 +20,6 @@ import torch
 
 from pike_bench.candidate import compile_errors, import_source, source_traceback
 from pike_bench.evaluate.check import Mismatch, compare
-from pike_bench.evaluate.limits import broken_limit
 from pike_bench.evaluate.defenses import (
     CANDIDATE_FILES,
     Cheat,
@@ -35,6 +34,7 @@ from pike_bench.evaluate.defenses import (
     restore_precision,
     storages,
 )
+from pike_bench.evaluate.limits import broken_limit
 from pike_bench.policy import STRICT, CheckPolicy
 from pike_bench.evaluate.result import (
     BUILD_ERROR,
