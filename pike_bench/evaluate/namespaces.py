@@ -132,10 +132,16 @@ def loopback_up() -> None:
 def drop_privileges() -> None:
     """No capability now or after exec, and none to gain from a setuid program."""
     call("no_new_privs", libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
-    with open("/proc/sys/kernel/cap_last_cap") as last:
-        for cap in range(int(last.read()) + 1):
-            call(f"drop capability {cap}", libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0))
-    call("clear ambient capabilities", libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0))
+    # Each capability the kernel knows, up to the first it does not (EINVAL), where
+    # /proc/sys/kernel/cap_last_cap is missing (gVisor, say).
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            if ctypes.get_errno() == errno.EINVAL and cap > 0:
+                break
+            call(f"drop capability {cap}", -1)
+    # EINVAL: a kernel without ambient capabilities, so none to clear.
+    if libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 and ctypes.get_errno() != errno.EINVAL:
+        call("clear ambient capabilities", -1)
     header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
     call("clear capabilities", libc.capset(header, bytes(24)))
 
