@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     keep.add_argument("--solutions", default="solutions")
     for evaluating in (run, opt, keep):
         evaluating.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
-                                help="run candidates without network, secrets or write access (bubblewrap): "
+                                help="run candidates without network, secrets or write access (bubblewrap, else unshare): "
                                      "auto where it works, on refuses to run without it")
     keep.add_argument("--check", choices=CHECKS, default="strict", help=CHECK_HELP)
 

@@ -38,7 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pike-timeout", type=float, default=300.0, metavar="SECONDS",
                     help="longest a worker may stay silent in one step (build, one input set, timing)")
     group.addoption("--pike-sandbox", choices=("auto", "on", "off"), default="auto",
-                    help="run candidates without network, secrets or write access (bubblewrap): auto uses it where "
+                    help="run candidates without network, secrets or write access (bubblewrap, else unshare): auto uses it where "
                          "it works, on refuses to run without it (default auto)")
     group.addoption("--pike-max-time", type=float, default=20.0, metavar="SECONDS",
                     help="time cap for the interleaved timing rounds of one task")

@@ -79,7 +79,7 @@ class Evaluator:
         suspicious_over: float = 10.0,
         require_custom_kernel: bool = False,
         defenses: bool = True,
-        sandbox: str = "auto",
+        sandbox: str | Sandbox = "auto",
         check: str = "strict",
         compile_cache: str | Path | None = None,
     ):
@@ -96,8 +96,9 @@ class Evaluator:
         self.suspicious_over = suspicious_over
         self.policy = "custom-kernel" if require_custom_kernel else "any"
         self.defenses = defenses  # off only to measure their cost
-        # auto: bubblewrap where it works (self.sandbox.why_not says why not); on: it or SandboxUnavailable.
-        self.sandbox = Sandbox.choose(sandbox)
+        # auto: bubblewrap or unshare where one works (self.sandbox.why_not says why not); on: one or
+        # SandboxUnavailable; or a Sandbox already chosen.
+        self.sandbox = sandbox if isinstance(sandbox, Sandbox) else Sandbox.choose(sandbox)
         # Where inductor caches the compile baseline's code: beside the record, so that a
         # resumed or repeated run loads it instead of compiling again.
         self.compile_cache = str(compile_cache or "")

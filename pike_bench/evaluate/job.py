@@ -34,6 +34,7 @@ from pike_bench.evaluate.defenses import (
     restore_precision,
     storages,
 )
+from pike_bench.evaluate.limits import broken_limit
 from pike_bench.evaluate.messages import REFERENCE, Contestant, JobReply, JobRequest
 from pike_bench.policy import CheckPolicy
 from pike_bench.evaluate.result import (
@@ -210,7 +211,7 @@ class Worker:
         if errors:  # a C++/CUDA build: the compiler's words, on the candidate's lines
             return ContestantResult(contestant.name, BUILD_ERROR, f"compile error: {errors[0].splitlines()[0]}",
                                     "\n".join(errors))
-        return ContestantResult(contestant.name, BUILD_ERROR, f"{type(exc).__name__}: {_first_line(exc)}", trace)
+        return ContestantResult(contestant.name, BUILD_ERROR, _reason(exc), trace)
 
     def _own_files(self, name: str) -> str:
         """The start of the path of a contestant's source file (for its traceback frames)."""
@@ -289,7 +290,7 @@ class Worker:
             if not isinstance(exc, Exception):
                 raise exc
             self.cuda_broken |= _is_cuda_error(exc)
-            reason = f"{type(exc).__name__}: {_first_line(exc)}"
+            reason = _reason(exc)
             return ContestantResult(name, RUNTIME_ERROR, reason, where + "\n" + source_traceback(exc, self._own_files(name)))
         return ContestantResult(name, CORRECT)
 
@@ -358,7 +359,7 @@ class Worker:
         except Exception as exc:
             name = failed[-1] if failed else next(iter(calls))
             reply.results[name] = ContestantResult(
-                name, RUNTIME_ERROR, f"failed while timed: {type(exc).__name__}: {_first_line(exc)}"
+                name, RUNTIME_ERROR, f"failed while timed: {_reason(exc)}"
             )
             self.cuda_broken |= _is_cuda_error(exc)
             return
@@ -485,6 +486,11 @@ def _first_failure(exc: BaseException) -> BaseException:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
+
+
+def _reason(exc: BaseException) -> str:
+    """An error of candidate code in one line, naming the resource limit it hit, if any."""
+    return f"{type(exc).__name__}: {_first_line(exc)}{broken_limit(exc)}"
 
 
 def _is_cuda_error(exc: BaseException) -> bool:

@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Callable
 
+from pike_bench.evaluate.limits import VARIABLE, Limits, apply_from_environment
 from pike_bench.evaluate.messages import DONE, ERROR, PHASE, READY, JobReply, JobRequest
 from pike_bench.evaluate.sandbox import Confined, Sandbox
 
@@ -41,6 +42,7 @@ class WorkerDied(Exception):
 
 def serve(conn: Connection) -> None:
     """The worker's main loop (runs in the child process, whose output goes to its log)."""
+    apply_from_environment()  # before any candidate code
     faulthandler.enable()  # a segfault leaves its Python stack in the log
     from pike_bench.evaluate.job import Worker
 
@@ -86,6 +88,7 @@ class WorkerProcess:
         fd, self.log_path = tempfile.mkstemp(prefix=f"pike_worker_{self.device.replace(':', '')}_", suffix=".log")
         # On the CPU, Triton candidates run in its interpreter.
         env = {"TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET", "1")} if self.device == "cpu" else {}
+        env[VARIABLE] = Limits.for_process(self.device, self.sandbox.enabled).encode()
         if self.compile_cache:
             env["TORCHINDUCTOR_CACHE_DIR"] = str(prepare_compile_cache(Path(self.compile_cache)))
             env["TORCHINDUCTOR_FX_GRAPH_CACHE"] = os.environ.get("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
@@ -200,9 +203,11 @@ def _describe_exit(code: int | None) -> str:
         return "stopped answering"
     if code < 0:
         try:
-            return f"was killed by {signal.Signals(-code).name}"
+            name = signal.Signals(-code).name
         except ValueError:
             return f"was killed by signal {-code}"
+        # Python ignores SIGXFSZ (the write fails instead), unless the candidate restores its default.
+        return f"was killed by {name}" + (" (over the file size limit of candidates)" if name == "SIGXFSZ" else "")
     return f"exited with code {code}"
 
 
