@@ -12,16 +12,16 @@ log=$OUT/call4.log
   date -u; } > "$log"
 t0=$(date +%s); stamp() { echo "== $1 at $(( $(date +%s) - t0 )) s" >> "$log"; }
 stamp sandbox
-timeout 200 python3 benchmarks/sandbox_gpu.py "$OUT/sandbox" --debs .bwrap --repeats 3 --budget 90 >> "$log" 2>&1
+timeout 150 python3 benchmarks/sandbox_gpu.py "$OUT/sandbox" --debs .bwrap --repeats 3 --budget 90 >> "$log" 2>&1
 stamp audit-level3
-timeout 130 python3 -m pike_bench.cli audit level3 $D/audit-candidates/level3 --out "$OUT/audit3" \
+timeout 100 python3 -m pike_bench.cli audit level3 $D/audit-candidates/level3 --out "$OUT/audit3" \
     --max-time 1 --baselines eager >> "$log" 2>&1
 stamp audit-level5
-timeout 150 python3 -m pike_bench.cli audit level5 $D/audit-candidates/level5 --out "$OUT/audit5" \
+timeout 120 python3 -m pike_bench.cli audit level5 $D/audit-candidates/level5 --out "$OUT/audit5" \
     --max-time 1 --baselines eager >> "$log" 2>&1
 stamp level3-sweep
 L3=benchmarks/results/2026-12-02-h200-level3-sweep
-left=$(( 535 - ($(date +%s) - t0) ))
+left=$(( 390 - ($(date +%s) - t0) ))
 [ $left -gt 60 ] && BUDGET=20 bash benchmarks/offline_sweep.sh $L3 $left -m pike > $L3/call4.log 2>&1
 stamp end
 tar czf "$OUT/l3.tgz" $L3/runs.sqlite $L3/call4.log $L3/solutions 2>/dev/null
