@@ -155,3 +155,24 @@ def test_a_new_worker_builds_the_compile_baseline_from_the_cache_beside_the_reco
     assert cold["cache_misses"] >= 1 and warm["cache_hits"] == cold["cache_misses"]
     assert (cache / "fxgraph").is_dir() and (cache / ".gitignore").read_text().endswith("*\n")
     print(f"compile baseline of {tiny_task.id}: {cold['seconds']:.1f} s cold, {warm['seconds']:.1f} s warm")
+
+
+def test_a_baseline_that_breaks_the_cuda_context_is_set_aside_and_the_candidate_is_still_timed(tiny_task):
+    """On the H200 the graph baseline once hit an illegal memory access beside a candidate
+    compiled with reduce-overhead; the candidate was then left correct but untimed. Here a
+    baseline raises the same error (on the CPU, by its message) after the candidate passed."""
+    from pike_bench.evaluate.messages import Contestant
+
+    breaking = tiny_task.path.read_text() + (
+        "\n\nclass ModelNew(Model):\n"
+        "    def forward(self, *inputs):\n"
+        "        raise RuntimeError('CUDA error: an illegal memory access was encountered')\n"
+    )
+    with Evaluator("cpu", trials=2, timing=FAST_TIMING, baselines=("eager",)) as evaluator:
+        contestants = evaluator.contestants(tiny_task, candidate("good.py"))
+        contestants.insert(1, Contestant("graph", breaking, trusted=True))
+        reply = evaluator.run(tiny_task, contestants, hypothesis_seed=1)
+    graph, mine = reply.results["graph"], reply.results["candidate"]
+    assert graph.status in ("build_error", "runtime_error") and "illegal memory access" in graph.reason
+    assert mine.status == "correct" and mine.timing is not None and mine.timing.rounds >= 10
+    assert reply.results["eager"].timing.rounds == mine.timing.rounds

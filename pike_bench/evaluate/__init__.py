@@ -175,6 +175,14 @@ class Evaluator:
                 continue
             if reply.recycle:
                 self.worker.stop()
+            breaker = reply.cuda_broken_by
+            if breaker not in ("", CANDIDATE, REFERENCE) and len(request.contestants) > 1:
+                # A baseline's CUDA error (a graph capture beside a candidate's own graphs)
+                # ended the CUDA context before the others were timed: they run again in
+                # a fresh worker, without it, rather than go untimed.
+                blamed[breaker] = reply.results[breaker]
+                request = replace(request, contestants=[c for c in request.contestants if c.name != breaker])
+                continue
             break
         reply.results.update(blamed)
         reply.hypothesis_seed = request.hypothesis_seed

@@ -130,6 +130,7 @@ class Worker:
                 result, entry = self._contest(contestant, request, module, init_inputs, expected, progress)
                 reply.results[contestant.name] = self._after(contestant.name, result, task_file, request)
                 if self.cuda_broken:
+                    reply.cuda_broken_by = contestant.name
                     break  # nothing more can run in this CUDA context
                 if entry is not None and reply.results[contestant.name].status == CORRECT:
                     built[contestant.name] = entry
@@ -362,6 +363,7 @@ class Worker:
                 name, RUNTIME_ERROR, f"failed while timed: {_reason(exc)}"
             )
             self.cuda_broken |= _is_cuda_error(exc)
+            reply.cuda_broken_by = name if self.cuda_broken else ""
             return
         finally:
             restore_precision(self.defaults)

@@ -52,3 +52,4 @@ class JobReply:
     task_error: str = ""
     hypothesis_seed: int = 0
     recycle: bool = False  # the CUDA context may be broken: start a fresh worker
+    cuda_broken_by: str = ""  # the contestant whose CUDA error ended the job's CUDA context
