@@ -136,17 +136,31 @@ class Sandbox:
         if not self.path:
             return f"{name} is not installed ({INSTALL[self.tool]})"
         # With the GPU nodes a worker gets: a node that cannot be bound shows here, not at the first job.
-        confined = self.prepare(["true"])
-        try:
-            done = subprocess.run(confined.argv, env=confined.env, capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"{name} could not start: {exc}"
-        finally:
-            confined.remove_scratch()
+        done = self._try(["true"])
+        if isinstance(done, str):
+            return f"{name} could not start: {done}"
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
             return f"{name} cannot make a sandbox here ({lines[-1]}); user namespaces may be disabled"
+        # Where the GPU driver starts outside, it must start inside too: in one container
+        # (an H200 machine) unshare's view made cuInit fail (error 304), and with it every
+        # GPU evaluation, while bubblewrap's did not.
+        if cuda_init_error() == 0:
+            inside = self._try([sys.executable, "-c", _CUDA_INIT])
+            code = inside if isinstance(inside, str) else inside.returncode
+            if code != 0:
+                return f"{name} makes a sandbox here, but the GPU driver does not start inside it (cuInit: {code})"
         return ""
+
+    def _try(self, argv: list[str]) -> subprocess.CompletedProcess | str:
+        """`argv` run inside this sandbox, or why it could not be started."""
+        confined = self.prepare(argv)
+        try:
+            return subprocess.run(confined.argv, env=confined.env, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+        finally:
+            confined.remove_scratch()
 
     def prepare(self, argv: list[str], *, gpus: bool = True, env: Mapping[str, str] | None = None) -> Confined:
         """The command line and environment that start `argv` confined, with a fresh scratch
@@ -193,6 +207,28 @@ class Sandbox:
         if self.enabled and code is not None and code > 128:
             return -(code - 128)
         return code
+
+
+# Exit code: cuInit's result (0: the driver started), 255 where there is no driver to load.
+_CUDA_INIT = """
+import ctypes, sys
+try:
+    driver = ctypes.CDLL("libcuda.so.1")
+except OSError:
+    sys.exit(255)
+sys.exit(min(driver.cuInit(0), 254))
+"""
+
+
+def cuda_init_error() -> int:
+    """cuInit's result in a fresh process here, unconfined (255: no GPU driver); a child
+    process, since the parent must not start CUDA before it forks workers."""
+    if not gpu_nodes():
+        return 255
+    try:
+        return subprocess.run([sys.executable, "-c", _CUDA_INIT], capture_output=True, timeout=60).returncode
+    except (OSError, subprocess.TimeoutExpired):
+        return 255
 
 
 def gpu_nodes() -> list[str]:
