@@ -9,6 +9,17 @@
 set -u
 dir=${1:?RECORD_DIR}; cap=${2:?SECONDS}; log=${3:?LOGNAME}; shift 3
 python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1
+# The device image has no bubblewrap: where the call carries .bwrap (Debian 12's packages of
+# bubblewrap and its libraries: `mkdir .bwrap && cd .bwrap && apt-get download bubblewrap
+# libcap2 libselinux1 libpcre2-8-0`), unpack it and put a bwrap on PATH, so that candidates
+# run sandboxed there too (measured to work with CUDA on the H200 machine).
+if [ -d .bwrap ]; then
+    root=/tmp/pike-bwrap; mkdir -p "$root/wrapped"
+    for deb in .bwrap/*.deb; do dpkg-deb -x "$deb" "$root"; done
+    printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' \
+        "$root/lib/x86_64-linux-gnu:$root/usr/lib/x86_64-linux-gnu" "$root/usr/bin/bwrap" > "$root/wrapped/bwrap"
+    chmod +x "$root/wrapped/bwrap"; export PATH="$root/wrapped:$PATH"
+fi
 mkdir -p "$dir"
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
