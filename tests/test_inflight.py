@@ -14,6 +14,7 @@ from pike_bench.tasks import task_from_file
 
 from conftest import CANDIDATES, DATA
 
+pytest_plugins = ["pytester"]
 FAST = dict(trials=2, timing=TimingOptions(warmup=1, min_rounds=10, max_seconds=0.3), baselines=("eager",))
 TINY, CONV = DATA / "level0" / "1_TinyMLP.py", DATA / "level0" / "2_TinyConvBN.py"
 
@@ -107,3 +108,27 @@ def test_a_second_task_is_checked_and_timed_while_the_first_builds_and_a_rerun_r
     assert after == before == (2, 2) and runs == 2
     assert [o.best.outcome.status for o in again] == ["correct", "correct"]
     assert all(e.reused for e in events if isinstance(e, Evaluated))
+
+
+def test_under_pytest_items_wait_for_their_tasks_which_run_together(pytester):
+    root = DATA.parent.parent
+    pytester.path.joinpath("test_copied_suite.py").write_text((root / "kernelbench_tasks" / "test_suite.py").read_text())
+    tasks = pytester.path / "tasks" / "level0"
+    tasks.mkdir(parents=True)
+    for path in (TINY, CONV):
+        (tasks / path.name).write_text(path.read_text())
+    replay = replies(pytester.path / "replies.jsonl", {
+        "level0/1_TinyMLP": slowed(6, "import"), "level0/2_TinyConvBN": CONV.read_text() + "\n\nModelNew = Model\n"})
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--pike-tasks", "tasks", "--pike-device", "cpu", "--pike-max-time", "0.3",
+        "--pike-baselines", "eager", "--pike-trials", "2", "--pike-optimize", "--pike-strategy", "pike-b-no-iba",
+        "--pike-budget", "1", "--pike-llm", "replay", "--pike-replay", replay, "--pike-store", "runs.sqlite",
+        "--pike-in-flight", "2")
+    result.assert_outcomes(passed=2)
+    # The second item's task ended first, while the first item waited for its own.
+    result.stdout.fnmatch_lines(["*level0/2_TinyConvBN: done in *", "*level0/1_TinyMLP: done in *"])
+    with sqlite3.connect(pytester.path / "runs.sqlite") as db:
+        rows = db.execute("select c.task_id, e.created_at - json_extract(e.result, '$.seconds'), e.created_at "
+                          "from evaluations e join candidates c on c.id = e.candidate_id order by c.task_id").fetchall()
+    (_, tiny_start, tiny_end), (_, conv_start, conv_end) = rows
+    assert conv_start < tiny_end and conv_end < tiny_end  # the second item's task ran during the first's

@@ -46,7 +46,7 @@ from pike_bench.evaluate.result import (
 )
 from pike_bench.evaluate.stats import summarize
 from pike_bench.evaluate.timing import TimingOptions, time_interleaved
-from pike_bench.evaluate.turns import Turns
+from pike_bench.evaluate.turns import BUILD, CHECK, Turns
 from pike_bench.inputs import InputDraw, for_each_draw, make_inputs, plain_draws
 from pike_bench.tasks import Task, apply_sizes, sized_module
 
@@ -222,7 +222,7 @@ class Worker:
                 model, build = self._build_baseline(contestant, request, module, init_inputs, expected)
             elif model is None:
                 own = _import(contestant, request, self.workdir, getattr(module, "SMALL", None))
-                with self.turns.check():  # its constructor is its own code: it may run kernels
+                with self.turns.check(BUILD):  # its constructor is its own code: it may run kernels
                     model = construct(own.ModelNew, init_inputs, request)
             if not contestant.trusted:
                 check_no_candidate_threads()
@@ -253,7 +253,7 @@ class Worker:
         expected.inputs(draw)
         # Trusted code, mostly on the CPU (compiling, capturing): other workers keep the
         # device, unless this build benchmarks kernels on it.
-        with self.turns.check() if contestant.device_build else contextlib.nullcontext():
+        with self.turns.check(BUILD) if contestant.device_build else contextlib.nullcontext():
             model(*expected.fresh(draw))
             if request.device.startswith("cuda"):
                 torch.cuda.synchronize(request.device)
@@ -319,7 +319,8 @@ class Worker:
             state["set"], state["draw"] = order.setdefault(draw, len(order) + 1), draw
             progress(f"checking {name} on input set {state['set']} ({draw.describe()})", name)
             expected.inputs(draw)  # made on the CPU, before the device's turn
-            with self.turns.check():
+            # A candidate's first call is where it compiles (Triton, torch.compile): counted as a build.
+            with self.turns.check(CHECK if entry.trusted or entry.right_on else BUILD):
                 run_on(draw)
 
         def run_on(draw: InputDraw) -> None:

@@ -8,9 +8,11 @@ So the workers of a device share a reader-writer lock, a pair of files locked wi
 
 - a timed section takes it exclusively (alone on the device);
 - a check (a model run on an input set, and the comparison) takes it shared: checks of
-  several workers may overlap, but none overlaps a timed section;
-- building (a worker starting, imports, input sets made on the CPU, a baseline's build)
-  takes nothing, and overlaps everything: that is the time the other workers use.
+  several workers may overlap, but none overlaps a timed section; so does any other run
+  of candidate code (its constructor, its first call, which compiles);
+- the rest takes nothing and overlaps everything: a worker starting, imports, input sets
+  made on the CPU, a baseline's build (trusted code compiling or capturing, one forward
+  on the device). That is the time the other workers use.
 
 A waiting writer closes a turnstile first, so that a stream of checks cannot starve it.
 ``flock`` needs only read access, so a sandboxed worker (read-only filesystem) can lock
@@ -30,7 +32,9 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-CHECK, TIME = "check", "time"
+# A build that holds the device (a candidate's constructor and first call, where Triton
+# and torch.compile compile and autotune) is told apart from the checks proper.
+BUILD, CHECK, TIME = "build", "check", "time"
 POLL_SECONDS = 0.005
 HEARTBEAT_SECONDS = 5.0  # a waiting worker says so this often, so its parent's step timeout does not fire
 
@@ -68,8 +72,9 @@ class Turns:
         self._files: tuple[int, int] | None = None
 
     @contextlib.contextmanager
-    def check(self) -> Iterator[None]:
-        with self._turn(CHECK, fcntl.LOCK_SH):
+    def check(self, kind: str = CHECK) -> Iterator[None]:
+        """A shared turn, recorded as `kind` (check or build)."""
+        with self._turn(kind, fcntl.LOCK_SH):
             yield
 
     @contextlib.contextmanager
