@@ -483,10 +483,12 @@ class ExpectedOutputs:
     """Input sets and reference outputs per draw, each computed once per job, the
     reference on its own copy of the inputs and under the default numeric settings.
 
-    A draw's inputs are made on the CPU and copied to the device once; each caller gets a
-    copy of its own made on the device (a host-to-device copy of a large input set costs
-    far more). The fixed draws (timing, precision probe) are the same in every job of a
-    task: `kept`, the worker's store for the task, holds their inputs between jobs."""
+    A draw's inputs are made on the device where the task's get_inputs() can run there
+    (else on the CPU, and copied to the device once); each caller gets a copy of its own
+    made on the device. Either way is much faster than the CPU's random numbers and a
+    host-to-device copy per caller, which took seconds per evaluation on tasks with
+    large inputs. The fixed draws (timing, precision probe) are the same in every job of
+    a task: `kept`, the worker's store for the task, holds their inputs between jobs."""
 
     def __init__(self, module, reference, device: str, defaults: dict[str, Any],
                  kept: dict[Any, Any] | None = None, fixed: tuple[InputDraw, ...] = ()):
@@ -498,9 +500,9 @@ class ExpectedOutputs:
         self._outputs: dict[InputDraw, Any] = {}
 
     def inputs(self, draw: InputDraw) -> list[Any]:
-        """The draw's inputs on the CPU, as the task's get_inputs() makes them."""
+        """The draw's inputs as the task's get_inputs() makes them (the originals: never handed out)."""
         if draw not in self._inputs:
-            self._inputs[draw] = make_inputs(self.module, draw)
+            self._inputs[draw] = make_inputs(self.module, draw, self.device)
             if draw in self._fixed:
                 self.kept[draw] = self._inputs[draw]
         return self._inputs[draw]
@@ -508,8 +510,7 @@ class ExpectedOutputs:
     def fresh(self, draw: InputDraw) -> list[Any]:
         """A copy of the draw's inputs on the device, for one caller alone."""
         if draw not in self._on_device:
-            inputs = self.inputs(draw)
-            self._on_device[draw] = inputs if self.device == "cpu" else [_to(x, self.device) for x in inputs]
+            self._on_device[draw] = [_on(x, self.device) for x in self.inputs(draw)]
         return [_to(x, self.device) for x in self._on_device[draw]]
 
     def reference_dtypes(self, draw: InputDraw) -> set[str] | None:
@@ -559,6 +560,11 @@ def _prepare(model: Any, request: JobRequest) -> Any:
     # PIKE's semantics by default (inference: BatchNorm uses running statistics);
     # KernelBench's original evaluator leaves modules in training mode.
     return model.eval() if request.mode == "eval" else model.train()
+
+
+def _on(x: Any, device: str) -> Any:
+    """The same tensor if it is on the device already, else a copy there."""
+    return x.to(device) if isinstance(x, torch.Tensor) else x
 
 
 def _to(x: Any, device: str) -> Any:
