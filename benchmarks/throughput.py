@@ -113,11 +113,12 @@ def summarize(lanes: int, wall: float, capped: bool, started: float, store: Path
     with sqlite3.connect(store) as db:
         rows = db.execute("select c.task_id, e.result from evaluations e join candidates c on c.id = e.candidate_id "
                           "where e.created_at >= ?", (started,)).fetchall()
-    turns, per_task = [], {}
+    turns, per_task, by_evaluation = [], {}, []
     for task_id, text in rows:
         result = json.loads(text)
         mine = [tuple(t) for t in result.get("turns", [])]
         turns += mine
+        by_evaluation.append(mine)
         entry = per_task.setdefault(task_id, {"evaluations": 0, "seconds": 0.0, "build_s": 0.0, "check_s": 0.0,
                                               "time_s": 0.0})
         entry["evaluations"] += 1
@@ -134,9 +135,21 @@ def summarize(lanes: int, wall: float, capped: bool, started: float, store: Path
         "device_busy_share": busy_seconds(turns) / wall,  # checking or timing
         "device_timing_share": busy_seconds(turns, (TIME,)) / wall,
         "device_held_share": busy_seconds(turns, (BUILD, CHECK, TIME)) / wall,
+        "timed_while_another_held_s": shared_timing(by_evaluation),  # 0 where the turns work
         "tasks_finished": log.finished,
         "per_task": per_task,
     }
+
+
+def shared_timing(by_evaluation: list[list[tuple]]) -> float:
+    """Seconds in which a timed section overlapped a turn of another evaluation."""
+    total = 0.0
+    for index, mine in enumerate(by_evaluation):
+        others = [t for j, theirs in enumerate(by_evaluation) if j != index for t in theirs]
+        for kind, start, end in mine:
+            if kind == TIME:
+                total += sum(max(0.0, min(end, e) - max(start, s)) for _, s, e in others)
+    return total
 
 
 def main() -> int:

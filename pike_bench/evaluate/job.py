@@ -65,7 +65,7 @@ class Contestant:
     source: str
     trusted: bool = False  # a baseline of ours: its built model may be kept between jobs
     # Its build runs kernels on the device for long (torch.compile's max-autotune benchmarks
-    # them), so it takes a check turn; other trusted builds leave the device to other workers.
+    # them), so it takes a shared turn; other trusted builds leave the device to other workers.
     device_build: bool = False
 
 
@@ -94,7 +94,7 @@ class JobReply:
     task_error: str = ""
     hypothesis_seed: int = 0
     recycle: bool = False  # the CUDA context may be broken: start a fresh worker
-    turns: list[tuple[str, float, float]] = field(default_factory=list)  # when it checked and timed (unix s)
+    turns: list[tuple[str, float, float]] = field(default_factory=list)  # (kind, start, end): when it held the device
 
 
 @dataclass
@@ -250,9 +250,8 @@ class Worker:
         started = time.perf_counter()
         model = _build(contestant, request, init_inputs, self.workdir, getattr(module, "SMALL", None))
         draw = InputDraw(request.timing_seed)
-        expected.inputs(draw)
-        # Trusted code, mostly on the CPU (compiling, capturing): other workers keep the
-        # device, unless this build benchmarks kernels on it.
+        # Trusted code, mostly on the CPU (compiling, capturing; one forward on the device):
+        # other workers keep the device, unless this build benchmarks kernels on it.
         with self.turns.check(BUILD) if contestant.device_build else contextlib.nullcontext():
             model(*expected.fresh(draw))
             if request.device.startswith("cuda"):
@@ -265,7 +264,6 @@ class Worker:
         """What precision the candidate computes in, next to the reference's: global
         settings it changed, and the dtypes its matrix products and convolutions see."""
         draw = InputDraw(request.timing_seed ^ 1)
-        expected.inputs(draw)
         with self.turns.check():
             restore_precision(entry.settings)
             mine = heavy_op_dtypes(entry.model, expected.fresh(draw))
@@ -318,7 +316,6 @@ class Worker:
         def check(draw: InputDraw) -> None:
             state["set"], state["draw"] = order.setdefault(draw, len(order) + 1), draw
             progress(f"checking {name} on input set {state['set']} ({draw.describe()})", name)
-            expected.inputs(draw)  # made on the CPU, before the device's turn
             # A candidate's first call is where it compiles (Triton, torch.compile): counted as a build.
             with self.turns.check(CHECK if entry.trusted or entry.right_on else BUILD):
                 run_on(draw)
@@ -415,7 +412,6 @@ class Worker:
 
     def _time(self, built: dict[str, Built], expected: "ExpectedOutputs", request: JobRequest, reply: JobReply) -> None:
         draw = InputDraw(request.timing_seed)
-        expected.inputs(draw)
         with self.turns.time():  # alone on the device
             self._time_alone(built, expected, draw, request, reply)
 

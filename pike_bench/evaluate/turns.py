@@ -10,9 +10,10 @@ So the workers of a device share a reader-writer lock, a pair of files locked wi
 - a check (a model run on an input set, and the comparison) takes it shared: checks of
   several workers may overlap, but none overlaps a timed section; so does any other run
   of candidate code (its constructor, its first call, which compiles);
-- the rest takes nothing and overlaps everything: a worker starting, imports, input sets
-  made on the CPU, a baseline's build (trusted code compiling or capturing, one forward
-  on the device). That is the time the other workers use.
+- the rest takes nothing and overlaps everything: a worker starting, imports, a
+  baseline's build (trusted code compiling or capturing, one forward on the device),
+  the parent's work between jobs. That is the time the other workers use. (Input sets
+  are drawn within the turn that uses them: on the GPU, in milliseconds.)
 
 A waiting writer closes a turnstile first, so that a stream of checks cannot starve it.
 ``flock`` needs only read access, so a sandboxed worker (read-only filesystem) can lock
