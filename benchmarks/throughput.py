@@ -1,6 +1,6 @@
 """Throughput of the optimizer on one GPU, with one task in flight and with several.
 
-    python benchmarks/throughput.py RESULTS_DIR [--in-flight 2,1] [--budget 6] [--cap 230]
+    python benchmarks/throughput.py RESULTS_DIR [--in-flight 2,1] [--budget 5] [--cap 235]
                                     [--tasks level3/6_GoogleNetInceptionModule,...] [--device cuda]
 
 For each number in flight (in the order given), the offline proposer runs PIKE-B on the
@@ -156,8 +156,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="folder for throughput.json, throughput.log and the records")
     parser.add_argument("--in-flight", default="2,1", help="numbers of tasks in flight, run in this order")
-    parser.add_argument("--budget", type=int, default=6, help="queries per task (default 6)")
-    parser.add_argument("--cap", type=float, default=230.0, help="seconds at most per setting (default 230)")
+    parser.add_argument("--budget", type=int, default=5, help="queries per task (default 5)")
+    parser.add_argument("--cap", type=float, default=235.0, help="seconds at most per setting (default 235)")
     parser.add_argument("--tasks", default=TASKS)
     parser.add_argument("--device", default=None, help="default: cuda if available")
     args = parser.parse_args()
