@@ -101,19 +101,18 @@ class InFlight:
         """Stop what is still in flight (Ctrl-C, an item that exited the session): its
         evaluations are interrupted and not recorded, so a rerun makes them again. The
         twins' workers stop here; the first lane's evaluator is the caller's to close."""
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            pending = [lane for lane in self._lanes.values() if not lane.done()]
+            for lane in pending:
+                lane.cancel()  # each interrupts its evaluator (Optimizer._evaluate_async)
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
         for lane in self.optimizers[1:]:
             lane.evaluator.close()
-        if self._loop is None:
-            return
-        loop, self._loop = self._loop, None
-        pending = [lane for lane in self._lanes.values() if not lane.done()]
-        for lane in pending:
-            lane.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
 
 
 __all__ = ["InFlight", "twin"]
