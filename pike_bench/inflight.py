@@ -2,8 +2,7 @@
 timing while the CPU builds.
 
 Alone, a task leaves its GPU idle whenever its worker builds: the worker starting, a
-compile baseline compiling, a candidate's input sets made on the CPU, an extension
-compiled. With N lanes, N tasks run at once, each lane with workers of its own (a twin
+compile baseline compiling, a candidate's extension compiling on the CPU. With N lanes, N tasks run at once, each lane with workers of its own (a twin
 of the evaluator: one more worker per GPU), so a task keeps its reference and compiled
 baselines in its worker. The workers of a GPU take turns on it (evaluate.turns): a
 timed section runs alone, checks of several workers may overlap, builds overlap
