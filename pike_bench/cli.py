@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="evaluate candidates on Ray actors, one per GPU of the cluster (local: start one here)")
     opt.add_argument("--ray-cpus", type=int, default=0, metavar="N",
                      help="with --ray: N CPU actors, for a cluster without GPUs (default 0: one actor per GPU)")
+    opt.add_argument("--in-flight", type=int, default=1, metavar="N",
+                     help="optimize N tasks at once, each with a worker of its own per GPU, so one is checked and "
+                          "timed while another builds (default 1)")
     opt.add_argument("--store", default=".pike/runs.sqlite")
     opt.add_argument("--solutions", default="solutions", help="where kept solutions live (default solutions/)")
     opt.add_argument("--max-time", type=float, default=20.0, help="time cap of each candidate's timing rounds")
@@ -266,10 +269,26 @@ def optimize_tasks(args: argparse.Namespace) -> int:
         evaluator = Evaluator(device, **shared)
     with evaluator:
         optimizer = Optimizer(evaluator, options, progress=for_terminal(args.quiet))
-        outcomes = [optimizer.optimize(task) for task in tasks]
+        outcomes = _in_flight(optimizer, tasks, args.in_flight)
     print(optimize_table(outcomes))
     print(f"leaderboard: {publish(options.store_path, options.store_path.parent / 'leaderboard')}")
     return EXIT_OK if all(o.best is not None for o in outcomes) else EXIT_NOT_CORRECT
+
+
+def _in_flight(optimizer, tasks: list, lanes: int) -> list:
+    """The tasks one after another, or `lanes` of them at once (pike_bench.inflight)."""
+    if lanes == 1:
+        return [optimizer.optimize(task) for task in tasks]
+    from pike_bench.inflight import InFlight
+
+    try:
+        in_flight = InFlight(optimizer, lanes)
+    except ValueError as exc:
+        raise BadInput(f"--in-flight {exc}") from None
+    try:
+        return in_flight.optimize_all(tasks)
+    finally:
+        in_flight.close()
 
 
 def _check_ray_options(args: argparse.Namespace) -> None:

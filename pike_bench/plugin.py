@@ -71,6 +71,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="the record of runs (a rerun of the same command resumes from it)")
     group.addoption("--pike-solutions", default="solutions", metavar="DIR",
                     help="kept solutions: written by --pike-optimize, gated on every run without it")
+    group.addoption("--pike-in-flight", type=int, default=1, metavar="N",
+                    help="with --pike-optimize: optimize N tasks at once, each with a worker of its own per GPU, "
+                         "so one is checked and timed while another builds (default 1)")
     group.addoption("--pike-gate-tolerance", type=float, default=0.10, metavar="FRACTION",
                     help="a solution fails when its speedup over eager drops more than this below the recorded one")
 
@@ -92,6 +95,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--pike-baselines {exc}") from None
     if config.getoption("--pike-trials") < 1:
         raise pytest.UsageError("--pike-trials must be at least 1")
+    if config.getoption("--pike-in-flight") < 1 or (config.getoption("--pike-in-flight") > 1
+                                                   and config.getoption("--pike-ray")):
+        raise pytest.UsageError("--pike-in-flight must be at least 1, and 1 with --pike-ray (Ray spreads one "
+                                "task's candidates over the cluster instead)")
     if config.getoption("--pike-ray") or config.getoption("--pike-ray-cpus") or config.getoption("--pike-devices"):
         _check_ray_options(config)  # imports the evaluator (torch): only when these options are given
     plugin = PikePlugin(config)
@@ -129,6 +136,7 @@ class PikePlugin:
         self._evaluator = None
         self._optimizer = None
         self._pool = None
+        self._in_flight = None  # the lanes of --pike-in-flight N > 1 (pike_bench.inflight)
         self.runs: dict[str, object] = {}
         self.optimized: dict[str, object] = {}
         self.gated: list = []
@@ -303,14 +311,26 @@ class PikePlugin:
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
 
-    def optimize(self, task: Task):
+    def optimize(self, task: Task, items: list[pytest.Item] = ()):
         from pike_bench.llm.base import ProposerError
 
         try:
-            self.optimized[task.id] = self.optimizer().optimize(task)
+            if self.config.getoption("--pike-in-flight") > 1:
+                self.optimized[task.id] = self.in_flight(items).result(task)
+            else:
+                self.optimized[task.id] = self.optimizer().optimize(task)
         except ProposerError as exc:  # no later query could succeed (a refused key or model): stop here
             pytest.exit(f"pike-bench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
         return self.optimized[task.id]
+
+    def in_flight(self, items: list[pytest.Item]):
+        """Lanes started on the first optimize item with every selected task, in item order."""
+        if self._in_flight is None:
+            from pike_bench.inflight import InFlight
+
+            self._in_flight = InFlight(self.optimizer(), self.config.getoption("--pike-in-flight"))
+            self._in_flight.start(_optimize_tasks(items))
+        return self._in_flight
 
     def gate(self, task: Task, solution):
         from pike_bench import solutions
@@ -329,6 +349,8 @@ class PikePlugin:
         return self.runs[task.id]
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._in_flight is not None:
+            self._in_flight.close()  # stops the lanes still running, and their twin workers
         for evaluator in (self._evaluator, self._pool):
             if evaluator is not None:
                 evaluator.close()
@@ -369,6 +391,13 @@ def _no_solution(item: pytest.Item) -> bool:
     return "pike_solution" in getattr(item, "fixturenames", ()) and not isinstance(params.get("pike_solution"), tuple)
 
 
+def _optimize_tasks(items: list[pytest.Item]) -> list[Task]:
+    """The tasks of the selected optimize items, in their order."""
+    params = (getattr(getattr(item, "callspec", None), "params", {}) for item in items
+              if "pike_optimize" in getattr(item, "fixturenames", ()))
+    return [p["pike_task"] for p in params if isinstance(p.get("pike_task"), Task)]
+
+
 def _error_id(error: TaskError) -> str:
     path = Path(str(error).split(":", 1)[0])
     return f"{path.parent.name}/{path.stem}"
@@ -392,7 +421,7 @@ def pike_baselines(request: pytest.FixtureRequest, pike_task: Task):
 @pytest.fixture
 def pike_optimize(request: pytest.FixtureRequest, pike_task: Task):
     """Runs the optimizer on the task (once) and returns its TaskOutcome."""
-    return request.config.pluginmanager.get_plugin("pike-session").optimize(pike_task)
+    return request.config.pluginmanager.get_plugin("pike-session").optimize(pike_task, request.session.items)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import atexit
+import copy
 import re
 import secrets
 import time
@@ -34,6 +35,7 @@ from pike_bench.evaluate.result import (
 from pike_bench.evaluate.sandbox import Sandbox
 from pike_bench.evaluate.stats import paired_speedup
 from pike_bench.evaluate.timing import TimingOptions
+from pike_bench.evaluate.turns import lock_path, prepare_lock
 from pike_bench.evaluate.worker import OnPhase, WorkerDied, WorkerProcess
 from pike_bench.screen import Screen, screen
 from pike_bench.tasks import Task
@@ -82,6 +84,7 @@ class Evaluator:
         sandbox: str | Sandbox = "auto",
         check: str = "strict",
         compile_cache: str | Path | None = None,
+        device_lock: str | Path | None = "auto",
     ):
         self.device = device or default_device()
         self.size = size or ("full" if self.device.startswith("cuda") else "small")
@@ -102,8 +105,22 @@ class Evaluator:
         # Where inductor caches the compile baseline's code: beside the record, so that a
         # resumed or repeated run loads it instead of compiling again.
         self.compile_cache = str(compile_cache or "")
+        # Workers of one GPU take turns (evaluate.turns): "auto" is the lock of this GPU as
+        # this machine names it; the CPU has none (its timing shares the cores with
+        # everything anyway), unless a path is given; None: no lock.
+        if device_lock == "auto":
+            device_lock = lock_path(self.device) if self.device.startswith("cuda") else None
+        self.device_lock = prepare_lock(device_lock) if device_lock else ""
         self.worker = WorkerProcess(self.device, self.sandbox, self.compile_cache)
         self.interrupted = False
+
+    def twin(self) -> "Evaluator":
+        """An evaluator like this one with a worker of its own, on the same device and
+        taking turns on it with this one: another task in flight."""
+        other = copy.copy(self)
+        other.worker = WorkerProcess(self.device, self.sandbox, self.compile_cache)
+        other.interrupted = False
+        return other
 
     def __enter__(self) -> "Evaluator":
         return self
@@ -129,7 +146,8 @@ class Evaluator:
         # The candidate goes first: a broken one fails fast, before baselines compile.
         own = [Contestant(CANDIDATE, candidate_source)] if candidate_source is not None else []
         return own + [
-            Contestant(name, baseline_source(task.path, name, self.compile_mode), trusted=True)
+            Contestant(name, baseline_source(task.path, name, self.compile_mode), trusted=True,
+                       device_build=name == "compile" and "autotune" in self.compile_mode)
             for name in self.baselines
         ]
 
@@ -148,6 +166,7 @@ class Evaluator:
             timing=self.timing,
             defenses=self.defenses,
             check=self.check,
+            device_lock=self.device_lock,
         )
         blamed: dict[str, ContestantResult] = {}
         while True:
@@ -231,6 +250,7 @@ class Evaluator:
             seconds=time.perf_counter() - started,
             task_sha256=task.sha256(),
             compile_mode=self.compile_mode if "compile" in self.baselines else "",
+            turns=[list(turn) for turn in reply.turns],
         )
         self._flag_if_suspicious(result)
         return result

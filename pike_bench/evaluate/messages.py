@@ -26,6 +26,9 @@ class Contestant:
     name: str
     source: str
     trusted: bool = False  # a baseline of ours: its built model may be kept between jobs
+    # Its build runs kernels on the device for long (torch.compile's max-autotune benchmarks
+    # them), so it takes a shared turn; other trusted builds leave the device to other workers.
+    device_build: bool = False
 
 
 @dataclass
@@ -42,6 +45,7 @@ class JobRequest:
     timing: TimingOptions | None = field(default_factory=TimingOptions)  # None: check only
     defenses: bool = True  # off only to measure what they cost (benchmarks/adversarial.py)
     check: CheckPolicy = STRICT  # the rules that judge the contestants
+    device_lock: str = ""  # the device's lock file shared with other workers (evaluate.turns); "": none
 
 
 @dataclass
@@ -53,3 +57,4 @@ class JobReply:
     hypothesis_seed: int = 0
     recycle: bool = False  # the CUDA context may be broken: start a fresh worker
     cuda_broken_by: str = ""  # the contestant whose CUDA error ended the job's CUDA context
+    turns: list[tuple[str, float, float]] = field(default_factory=list)  # (kind, start, end): when it held the device

@@ -106,6 +106,9 @@ class EvalResult:
     seconds: float = 0.0
     task_sha256: str = ""  # the task file evaluated against
     compile_mode: str = ""  # torch.compile's mode in the compile baseline
+    # When the worker held its device: [kind ("check" or "time"), start, end], unix seconds
+    # (evaluate.turns); what a report of the device's busy time adds up.
+    turns: list[list] = field(default_factory=list)
 
     @property
     def correct(self) -> bool:
