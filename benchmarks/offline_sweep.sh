@@ -4,6 +4,7 @@
 #   bash benchmarks/offline_sweep.sh RECORD_DIR SECONDS [pytest selection...]
 #   bash benchmarks/offline_sweep.sh benchmarks/results/offline-h200 540 -m pike
 #   BUDGET=3 bash benchmarks/offline_sweep.sh ...   (queries per task; default 20)
+#   IN_FLIGHT=2 bash benchmarks/offline_sweep.sh ... (tasks at once, a worker each per GPU; default 1)
 #
 # RECORD_DIR keeps the record (runs.sqlite), the kept solutions, the leaderboard (with
 # PIKE's set on its own) and inductor-cache/, the compile baseline's compiled code, which
@@ -18,6 +19,6 @@ shift 2
 mkdir -p "$dir"
 timeout -s INT "$cap" python3 -m pytest -p no:cacheprovider kernelbench_tasks \
     --pike-optimize --pike-llm offline --pike-budget "${BUDGET:-20}" --pike-devices all \
-    --pike-max-time 1 --pike-trials 2 --pike-baselines eager,compile,graph \
+    --pike-max-time 1 --pike-trials 2 --pike-baselines eager,compile,graph --pike-in-flight "${IN_FLIGHT:-1}" \
     --pike-store "$dir/runs.sqlite" --pike-solutions "$dir/solutions" "$@"
 python3 -m pike_bench.cli leaderboard --store "$dir/runs.sqlite" --out "$dir/leaderboard" --mark pike

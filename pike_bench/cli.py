@@ -175,10 +175,26 @@ def optimize_tasks(args: argparse.Namespace, settings: Settings) -> int:
     _say_sandbox(settings)
     with settings.optimizing_evaluator(device, print) as evaluator:
         optimizer = settings.optimizer(evaluator, for_terminal(args.quiet))
-        outcomes = [optimizer.optimize(task) for task in tasks]
+        outcomes = _in_flight(optimizer, tasks, settings.in_flight)
     print(optimize_table(outcomes))
     print(f"leaderboard: {settings.publish()}")
     return EXIT_OK if all(o.best is not None for o in outcomes) else EXIT_NOT_CORRECT
+
+
+def _in_flight(optimizer, tasks: list, lanes: int) -> list:
+    """The tasks one after another, or `lanes` of them at once (pike_bench.inflight)."""
+    if lanes == 1:
+        return [optimizer.optimize(task) for task in tasks]
+    from pike_bench.inflight import InFlight
+
+    try:
+        in_flight = InFlight(optimizer, lanes)
+    except ValueError as exc:
+        raise BadInput(f"--in-flight {exc}") from None
+    try:
+        return in_flight.optimize_all(tasks)
+    finally:
+        in_flight.close()
 
 
 def accept_solution(args: argparse.Namespace, settings: Settings) -> int:
@@ -214,11 +230,12 @@ def remove_solution(args: argparse.Namespace, settings: Settings) -> int:
 
 def show_leaderboard(args: argparse.Namespace, settings: Settings) -> int:
     from pike_bench import leaderboard, plots
+    from pike_bench.publish import publish
 
     marks = _marked_tasks(args.mark, settings)
     try:
         if args.out is not None:
-            print(f"wrote {leaderboard.publish(args.store, args.out, marks)}, with .md, .json and the plots beside it")
+            print(f"wrote {publish(args.store, args.out, marks)}, with .md, .json and the plots beside it")
             return EXIT_OK
         board = leaderboard.build(args.store, marks)
     except FileNotFoundError:

@@ -60,9 +60,10 @@ from typing import Iterable
 
 from tabulate import tabulate
 
+from pike_bench.evaluate.result import Speedup
 from pike_bench.store import Store
 
-SCHEMA_VERSION = 3  # 2: the graph baseline; 3: mark subsets, all-task geomeans over compile and graph, below_graph
+SCHEMA_VERSION = 3  # 2: the graph baseline; 3: mark subsets, all-task geomeans over compile and graph, below_graph (moves: added, readers unaffected)
 SCHEMA_PATH = Path(__file__).with_name("leaderboard_schema.json")
 AXES = ("queries", "dollars")
 VIEWS = ("entries", "compare")
@@ -70,15 +71,6 @@ METRICS = ("eager", "compile", "graph")  # the baselines a speedup is over
 
 
 # -- values -------------------------------------------------------------------------------
-
-
-@dataclass
-class Interval:
-    """A stored speedup: the median of per-round ratios and its bootstrap interval."""
-
-    value: float
-    low: float
-    high: float
 
 
 @dataclass
@@ -115,9 +107,9 @@ class Entry:
     eager_ms: float | None = None
     compile_ms: float | None = None
     graph_ms: float | None = None
-    speedup_eager: Interval | None = None
-    speedup_compile: Interval | None = None
-    speedup_graph: Interval | None = None
+    speedup_eager: Speedup | None = None
+    speedup_compile: Speedup | None = None
+    speedup_graph: Speedup | None = None
     languages: list[str] = field(default_factory=list)
     precision: str = ""
     device_name: str = ""
@@ -125,6 +117,7 @@ class Entry:
     finished: bool = True  # False: the run was interrupted; the same command resumes it
     marks: list[str] = field(default_factory=list)  # the asked-for pytest marks the task carries
     below_graph: str | None = None  # why the best is below the graph baseline (or none is correct)
+    moves: str | None = None  # which candidate (move) won, and how each other one did
 
     @property
     def solved(self) -> bool:
@@ -229,7 +222,9 @@ class Leaderboard:
         geomeans = tabulate([_geomean_row(g) for g in self.geomeans], headers=GEOMEAN_HEADERS, tablefmt="github")
         below = _below_graph_lines(self)
         why = "\n\nBelow the graph baseline, and why:\n\n" + "\n".join(f"- {line}" for line in below) if below else ""
-        return f"{entries}\n\n{geomeans}\n\n{NOTE}{why}"
+        won = _moves_lines(self)
+        how = "\n\nHow each task was won:\n\n" + "\n".join(f"- {line}" for line in won) if won else ""
+        return f"{entries}\n\n{geomeans}\n\n{NOTE}{why}{how}"
 
     def to_html(self, plots: dict[str, bytes] | None = None) -> str:
         """One self-contained page: sortable tables and the plots as data URIs; nothing is fetched."""
@@ -331,10 +326,22 @@ def _entry(store: Store, db: sqlite3.Connection, run: _Run, strategy: str, task:
     if best is not None:
         _fill_best(entry, best, _result(db, best["evaluation_id"]))
     entry.below_graph = _below_graph(entry, best, candidates, calls)
+    entry.moves = _moves(best, candidates, calls)
     return entry
 
 
 _FAILURES_SHOWN = 5  # per task: enough to see the pattern, short enough to stay one line
+
+
+def _namer(calls: list[dict]):
+    """A candidate's name in a line: the offline move that wrote it, if any, and its slot."""
+    moves = {call["id"]: (call["meta"] or {}).get("move") for call in calls}
+
+    def name(candidate: dict) -> str:
+        move = moves.get(candidate["llm_call_id"])
+        return f"{move} ({candidate['slot']})" if move else candidate["slot"]
+
+    return name
 
 
 def _below_graph(entry: Entry, best: dict | None, candidates: list[dict], calls: list[dict]) -> str | None:
@@ -345,12 +352,7 @@ def _below_graph(entry: Entry, best: dict | None, candidates: list[dict], calls:
     at_or_above = best is not None and (entry.speedup_graph is None or entry.speedup_graph.value >= 1.0)
     if at_or_above or not evaluated:
         return None
-    moves = {call["id"]: (call["meta"] or {}).get("move") for call in calls}
-
-    def name(candidate: dict) -> str:
-        move = moves.get(candidate["llm_call_id"])
-        return f"{move} ({candidate['slot']})" if move else candidate["slot"]
-
+    name = _namer(calls)
     correct = [c for c in evaluated if c["status"] == "correct"]
     if best is None:
         parts = ["no correct candidate"]
@@ -363,6 +365,27 @@ def _below_graph(entry: Entry, best: dict | None, candidates: list[dict], calls:
     if len(failed) > _FAILURES_SHOWN:
         shown.append(f"{len(failed) - _FAILURES_SHOWN} more failed")
     return "; ".join(parts + (["failed: " + "; ".join(shown)] if shown else []))
+
+
+def _moves(best: dict | None, candidates: list[dict], calls: list[dict]) -> str | None:
+    """Which candidate won the task and how each other one did, in evaluation order: a
+    correct one by its speedup over eager, any other by its status and reason (the rule
+    it broke). Reused verdicts (the same source again) are left out. None when nothing
+    was evaluated."""
+    evaluated = [c for c in candidates if c["evaluation_id"] is not None and not c.get("same_as")]
+    if not evaluated:
+        return None
+    name = _namer(calls)
+    top = next((c for c in evaluated if best is not None and c["id"] == best["id"]), None)
+    won = f"won by {name(top)} at {_x(top['speedup_eager'])} over eager" if top else "no correct candidate"
+    others = [_how_it_did(name(c), c) for c in evaluated if c is not top]
+    return won + ("; others: " + "; ".join(others) if others else "")
+
+
+def _how_it_did(name: str, candidate: dict) -> str:
+    if candidate["status"] == "correct":
+        return f"{name} {_x(candidate['speedup_eager'])}"
+    return f"{name} {candidate['status']}: {_clip(candidate['reason'], 80)}"
 
 
 def _clip(text: str, width: int = 110) -> str:
@@ -381,9 +404,9 @@ def _fill_best(entry: Entry, best: dict, result: dict) -> None:
     entry.eager_ms = _baseline_ms(result, "eager")
     entry.compile_ms = _baseline_ms(result, "compile")
     entry.graph_ms = _baseline_ms(result, "graph")
-    entry.speedup_eager = _interval(best["speedups"].get("eager"))
-    entry.speedup_compile = _interval(best["speedups"].get("compile"))
-    entry.speedup_graph = _interval(best["speedups"].get("graph"))
+    entry.speedup_eager = _speedup(best["speedups"].get("eager"))
+    entry.speedup_compile = _speedup(best["speedups"].get("compile"))
+    entry.speedup_graph = _speedup(best["speedups"].get("graph"))
     entry.languages = list(result.get("languages") or [])
     entry.precision = result.get("precision") or ""
     entry.device_name = result.get("device_name") or ""
@@ -394,8 +417,8 @@ def _baseline_ms(result: dict, name: str) -> float | None:
     return timing["median_ms"] if timing else None
 
 
-def _interval(speedup: dict | None) -> Interval | None:
-    return Interval(speedup["value"], speedup["low"], speedup["high"]) if speedup else None
+def _speedup(stored: dict | None) -> Speedup | None:
+    return Speedup(stored["value"], stored["low"], stored["high"], stored.get("confidence", 0.95)) if stored else None
 
 
 def _spent(calls: list[dict]) -> list[float]:
@@ -505,8 +528,8 @@ def _x(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def _x_interval(interval: Interval | None) -> str:
-    return "-" if interval is None else f"{interval.value:.2f}x [{interval.low:.2f}, {interval.high:.2f}]"
+def _x_interval(speedup: Speedup | None) -> str:
+    return "-" if speedup is None else f"{speedup.value:.2f}x [{speedup.low:.2f}, {speedup.high:.2f}]"
 
 
 def _queries(e: Entry) -> str:
@@ -530,6 +553,10 @@ def _geomean_row(g: Geomean) -> list:
 
 def _below_graph_lines(board: "Leaderboard") -> list[str]:
     return [f"{e.strategy} {e.task}: {e.below_graph}" for e in board.entries if e.below_graph]
+
+
+def _moves_lines(board: "Leaderboard") -> list[str]:
+    return [f"{e.strategy} {e.task}: {e.moves}" for e in board.entries if e.moves]
 
 
 def _speedup_of(entry: Entry | None, metric: str) -> float | None:
@@ -654,6 +681,11 @@ def _below_graph_html(board: Leaderboard) -> str:
     return f"<ul>{items}</ul>" if lines else "<p>none: every best is at or above the graph baseline, or graph was not timed</p>"
 
 
+def _moves_html(board: Leaderboard) -> str:
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in _moves_lines(board))
+    return f"<ul>{items}</ul>" if items else "<p>no candidate was evaluated</p>"
+
+
 def _figures_html(plots: dict[str, bytes]) -> str:
     figures = []
     for name, png in plots.items():
@@ -679,33 +711,13 @@ def _html_page(board: Leaderboard, plots: dict[str, bytes]) -> str:
 <h2>Per strategy and task</h2>{_entries_html(board)}
 <p>{html.escape(NOTE)}</p>
 <h2>Below the graph baseline, and why</h2>{_below_graph_html(board)}
+<h2>How each task was won</h2>{_moves_html(board)}
 <h2>Plots</h2>{_figures_html(plots)}
 <script>{_SCRIPT}</script>
 </body></html>
 """
 
 
-__all__ = ["build", "Leaderboard", "Entry", "Geomean", "Trajectory", "Step", "Interval", "geometric_mean",
+__all__ = ["build", "Leaderboard", "Entry", "Geomean", "Trajectory", "Step", "geometric_mean",
            "SCHEMA_PATH", "SCHEMA_VERSION"]
 
-
-def publish(store_path: str | Path, out: str | Path, marks: dict[str, Iterable[str]] | None = None) -> Path:
-    """Write the leaderboard of a record in every format, with its plots, into a folder;
-    returns the HTML page. Optimize runs end with this, next to their record."""
-    from pike_bench import plots
-
-    board = build(store_path, marks)
-    pictures = {
-        "trajectory_queries.png": plots.trajectory_png(board, x="queries"),
-        "trajectory_dollars.png": plots.trajectory_png(board, x="dollars"),
-        "speedups.png": plots.speedup_bars_png(board),
-    }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "leaderboard.md").write_text(board.to_markdown(view="entries") + "\n\n" + board.to_markdown(view="compare"))
-    (out / "leaderboard.json").write_text(board.to_json())
-    for name, data in pictures.items():
-        (out / name).write_bytes(data)
-    page = out / "leaderboard.html"
-    page.write_text(board.to_html(pictures))
-    return page

@@ -81,8 +81,8 @@ OPTIONS: tuple[Option, ...] = (
            type=int, metavar="SEED", commands=EVALUATING),
     Option("timeout", "longest a worker may stay silent in one step (build, one input set, timing; default 300)",
            default=300.0, type=float, metavar="SECONDS", commands=EVALUATING),
-    Option("sandbox", "run candidates without network, secrets or write access (bubblewrap): auto uses it where "
-                      "it works, on refuses to run without it (default auto)",
+    Option("sandbox", "run candidates without network, secrets or write access (bubblewrap, else unshare): auto uses "
+                      "it where it works, on refuses to run without it (default auto)",
            default="auto", choices=("auto", "on", "off"), commands=EVALUATING),
     Option("max-time", "time cap of the interleaved timing rounds of one task or candidate (default 20)",
            default=20.0, type=float, metavar="SECONDS", commands=EVALUATING),
@@ -118,6 +118,9 @@ OPTIONS: tuple[Option, ...] = (
            metavar="auto|ADDRESS|local", commands=("optimize",)),
     Option("ray-cpus", "with ray: N CPU actors, for a cluster without GPUs (default 0: one actor per GPU)",
            default=0, type=int, metavar="N", commands=("optimize",)),
+    Option("in-flight", "optimize N tasks at once, each with a worker of its own per GPU, so one is checked and "
+                        "timed while another builds (default 1)", default=1, type=int, metavar="N",
+           commands=("optimize",)),
     # The record, the kept solutions and their gate.
     Option("store", "the record of runs (a rerun of the same command resumes from it)",
            default=".pike/runs.sqlite", metavar="PATH", commands=("optimize", "leaderboard", "report")),
@@ -181,6 +184,9 @@ class _Built:
             raise SettingsError(f"{self.flag('budget')} must be at least 1 (or give {self.flag('dollars')})")
         if self.trials < 1:
             raise SettingsError(f"{self.flag('trials')} must be at least 1")
+        if self.in_flight < 1 or (self.in_flight > 1 and self.ray):
+            raise SettingsError(f"{self.flag('in-flight')} must be at least 1, and 1 with {self.flag('ray')} "
+                                "(Ray spreads one task's candidates over the cluster instead)")
         self.baseline_names()
         if self.ray or self.ray_cpus or self.devices:
             from pike_bench.evaluate.ray_pool import check_options  # imports torch: only when asked for
@@ -297,7 +303,7 @@ class _Built:
 
     def publish(self, marks: dict[str, Iterable[str]] | None = None) -> Path:
         """The leaderboard of the record, written beside it; returns its HTML page."""
-        from pike_bench.leaderboard import publish
+        from pike_bench.publish import publish
 
         return publish(self.store_path, self.store_path.parent / "leaderboard", marks)
 

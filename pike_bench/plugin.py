@@ -101,6 +101,7 @@ class PikePlugin:
         self._evaluator = None
         self._optimizer = None
         self._pool = None
+        self._in_flight = None  # the lanes of --pike-in-flight N > 1 (pike_bench.inflight)
         self.runs: dict[str, object] = {}
         self.optimized: dict[str, object] = {}
         self.gated: list = []
@@ -223,14 +224,26 @@ class PikePlugin:
             self._optimizer = self.settings.optimizer(self._pool or self.evaluator(), display)
         return self._optimizer
 
-    def optimize(self, task: Task):
+    def optimize(self, task: Task, items: list[pytest.Item] = ()):
         from pike_bench.llm.base import ProposerError
 
         try:
-            self.optimized[task.id] = self.optimizer().optimize(task)
+            if self.settings.in_flight > 1:
+                self.optimized[task.id] = self.in_flight(items).result(task)
+            else:
+                self.optimized[task.id] = self.optimizer().optimize(task)
         except ProposerError as exc:  # no later query could succeed (a refused key or model): stop here
             pytest.exit(f"pike-bench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
         return self.optimized[task.id]
+
+    def in_flight(self, items: list[pytest.Item]):
+        """Lanes started on the first optimize item with every selected task, in item order."""
+        if self._in_flight is None:
+            from pike_bench.inflight import InFlight
+
+            self._in_flight = InFlight(self.optimizer(), self.settings.in_flight)
+            self._in_flight.start(_optimize_tasks(items))
+        return self._in_flight
 
     def gate(self, task: Task, solution):
         verdict = self.settings.gate(self.evaluator(), task, solution)
@@ -245,6 +258,8 @@ class PikePlugin:
         return self.runs[task.id]
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._in_flight is not None:
+            self._in_flight.close()  # stops the lanes still running, and their twin workers
         for evaluator in (self._evaluator, self._pool):
             if evaluator is not None:
                 evaluator.close()
@@ -284,6 +299,13 @@ def _no_solution(item: pytest.Item) -> bool:
     return "pike_solution" in getattr(item, "fixturenames", ()) and not isinstance(params.get("pike_solution"), tuple)
 
 
+def _optimize_tasks(items: list[pytest.Item]) -> list[Task]:
+    """The tasks of the selected optimize items, in their order."""
+    params = (getattr(getattr(item, "callspec", None), "params", {}) for item in items
+              if "pike_optimize" in getattr(item, "fixturenames", ()))
+    return [p["pike_task"] for p in params if isinstance(p.get("pike_task"), Task)]
+
+
 def _plugin(request: pytest.FixtureRequest) -> PikePlugin:
     return request.config.stash[SESSION]
 
@@ -303,7 +325,7 @@ def pike_baselines(request: pytest.FixtureRequest, pike_task: Task):
 @pytest.fixture
 def pike_optimize(request: pytest.FixtureRequest, pike_task: Task):
     """Runs the optimizer on the task (once) and returns its TaskOutcome."""
-    return _plugin(request).optimize(pike_task)
+    return _plugin(request).optimize(pike_task, request.session.items)
 
 
 @pytest.fixture

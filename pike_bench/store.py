@@ -308,33 +308,6 @@ class Store:
 
     # -- LLM calls ----------------------------------------------------------------------
 
-    def record_llm_call(self, run_id: int, task_id: str, slot: str, request: Request, reply: Reply) -> int:
-        """Record one answered request; returns its id.
-
-        Recording a replayed reply again (same slot, same request, same text) returns the
-        existing id, so a caller that records every reply it uses, replayed or not, does
-        not count it twice in spent(). A new answer to the same slot (after a changed
-        prompt) is a new row: it was paid for."""
-        asked = request_hash(request)
-        with self._lock, self._transaction() as db:
-            same = db.execute(
-                "SELECT id FROM llm_calls WHERE run_id = ? AND task_id = ? AND slot = ? AND request_hash = ?"
-                " AND reply_text = ?",
-                (run_id, task_id, slot, asked, reply.text),
-            ).fetchone()
-            if same is not None:
-                return same["id"]
-            return db.execute(
-                "INSERT INTO llm_calls (run_id, task_id, slot, role, request_model, request_hash, system, prompt,"
-                " max_tokens, reply_text, reply_model, input_tokens, output_tokens, dollars, seconds, meta, created_at,"
-                " status, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id, task_id, slot, request.role, request.model, asked, request.system, request.prompt,
-                    request.max_tokens, reply.text, reply.model, reply.input_tokens, reply.output_tokens,
-                    reply.dollars, reply.seconds, _to_json(reply.meta), time.time(), reply.status, reply.reason,
-                ),
-            ).lastrowid
-
     def open_llm_call(self, run_id: int, request: Request, reserved: float) -> int:
         """A query about to be sent, written down first: until close_llm_call it counts at
         `reserved` dollars (its worst case), so a run killed meanwhile still counts it."""

@@ -13,7 +13,7 @@ from pike_bench.evaluate.result import CORRECT, ContestantResult, Speedup
 from pike_bench.evaluate.stats import paired_speedup
 from pike_bench.tasks import Task
 
-REFERENCE = "eager"
+EAGER = "eager"  # the baseline the others are over
 
 
 @dataclass
@@ -50,9 +50,9 @@ def measure_baselines(evaluator: Evaluator, task: Task, hypothesis_seed: int | N
         results=reply.results,
         task_error=reply.task_error,
     )
-    eager = reply.results.get(REFERENCE)
+    eager = reply.results.get(EAGER)
     if eager is not None and eager.timing is not None:
         for name, result in reply.results.items():
-            if name != REFERENCE and result.timing is not None:
+            if name != EAGER and result.timing is not None:
                 run.speedups[name] = paired_speedup(eager.timing.times_ms, result.timing.times_ms)
     return run

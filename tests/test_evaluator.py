@@ -3,6 +3,7 @@
 import time
 
 import pytest
+import torch
 
 from pike_bench.baselines import compile_cache_beside
 from pike_bench.evaluate import Evaluator
@@ -157,3 +158,41 @@ def test_a_new_worker_builds_the_compile_baseline_from_the_cache_beside_the_reco
     assert cold["cache_misses"] >= 1 and warm["cache_hits"] == cold["cache_misses"]
     assert (cache / "fxgraph").is_dir() and (cache / ".gitignore").read_text().endswith("*\n")
     print(f"compile baseline of {tiny_task.id}: {cold['seconds']:.1f} s cold, {warm['seconds']:.1f} s warm")
+
+
+def test_a_baseline_that_breaks_the_cuda_context_is_set_aside_and_the_candidate_is_still_timed(tiny_task):
+    """On the H200 the graph baseline once hit an illegal memory access beside a candidate
+    compiled with reduce-overhead; the candidate was then left correct but untimed. Here a
+    baseline raises the same error (on the CPU, by its message) after the candidate passed."""
+    from pike_bench.evaluate.messages import Contestant
+
+    breaking = tiny_task.path.read_text() + (
+        "\n\nclass ModelNew(Model):\n"
+        "    def forward(self, *inputs):\n"
+        "        raise RuntimeError('CUDA error: an illegal memory access was encountered')\n"
+    )
+    with Evaluator("cpu", trials=2, timing=FAST_TIMING, baselines=("eager",)) as evaluator:
+        contestants = evaluator.contestants(tiny_task, candidate("good.py"))
+        contestants.insert(1, Contestant("graph", breaking, trusted=True))
+        reply = evaluator.run(tiny_task, contestants, hypothesis_seed=1)
+    graph, mine = reply.results["graph"], reply.results["candidate"]
+    assert graph.status in ("build_error", "runtime_error") and "illegal memory access" in graph.reason
+    assert mine.status == "correct" and mine.timing is not None and mine.timing.rounds >= 10
+    assert reply.results["eager"].timing.rounds == mine.timing.rounds
+
+
+def test_a_task_s_fixed_input_sets_are_drawn_once_per_worker_and_each_caller_gets_its_own_copy(tiny_task):
+    from pike_bench.evaluate.job import ExpectedOutputs
+    from pike_bench.inputs import InputDraw
+    from pike_bench.tasks import sized_module
+
+    module = sized_module(tiny_task, "small")
+    reference = module.Model(*module.get_init_inputs())
+    kept, timing, check = {}, InputDraw(7), InputDraw(8)
+    first = ExpectedOutputs(module, reference, "cpu", {}, kept, fixed=(timing,))
+    mine, theirs = first.fresh(timing), first.fresh(timing)
+    assert torch.equal(mine[0], theirs[0]) and mine[0].data_ptr() != theirs[0].data_ptr()
+    first.fresh(check)
+    second = ExpectedOutputs(module, reference, "cpu", {}, kept, fixed=(timing,))  # the next job of the task
+    assert second.inputs(timing) is first.inputs(timing)  # not drawn again
+    assert second.inputs(check) is not first.inputs(check)  # a check's set is drawn per job

@@ -34,6 +34,22 @@ def test_seeds_give_different_and_reproducible_sets(embedding):
     assert torch.equal(a[0], make_inputs(embedding, InputDraw(1))[0])
 
 
+def test_sets_are_drawn_on_the_device_where_get_inputs_runs_there_else_on_the_cpu(embedding):
+    # "meta" stands for a GPU: a tensor made by get_inputs() lands where the device context puts it.
+    on_device = make_inputs(embedding, InputDraw(5, 2.0, -1), "meta")
+    assert [x.device.type for x in on_device] == ["meta", "meta"]
+    assert [x.shape for x in on_device] == [x.shape for x in make_inputs(embedding, InputDraw(5))]
+
+    class HostOnly:  # a get_inputs() that reads values back (impossible on meta): drawn on the CPU
+        @staticmethod
+        def get_inputs():
+            x = torch.randn(4)
+            return [x, int(x.argmax())]
+
+    drawn = make_inputs(HostOnly, InputDraw(7), "meta")
+    assert drawn[0].device.type == "cpu" and torch.equal(drawn[0], make_inputs(HostOnly, InputDraw(7))[0])
+
+
 def test_for_each_draw_runs_the_trials_and_a_seed_reproduces_them():
     def draws(hypothesis_seed):
         seen = []

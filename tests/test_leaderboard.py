@@ -20,6 +20,7 @@ from pike_bench import leaderboard as lb
 from pike_bench.evaluate.result import CORRECT, INCORRECT, SUSPICIOUS, ContestantResult, EvalResult, Speedup, Timing
 from pike_bench.llm.base import Reply, Request
 from pike_bench.plots import speedup_bars_png, trajectory_png
+from pike_bench.publish import publish
 from pike_bench.store import Store
 
 MLP, ATTN = "level3/1_MLP", "level5/1_Attention"
@@ -69,8 +70,9 @@ class Recorder:
         slot = f"s{self.calls}"
         request = Request(role="optimizer", system="sys", prompt=f"faster {slot}", task_id=self.task, slot=slot)
         meta = {"move": move} if move else {}
-        return self.store.record_llm_call(self.run, self.task, slot, request,
-                                          Reply("text", model, dollars=dollars, meta=meta))
+        call = self.store.open_llm_call(self.run, request, reserved=dollars)
+        self.store.close_llm_call(call, Reply("text", model, dollars=dollars, meta=meta))
+        return call
 
     def candidate(self, evaluation: EvalResult, call: int | None = None) -> int:
         candidate = self.store.record_candidate(
@@ -205,9 +207,30 @@ def test_a_best_below_graph_gets_a_line_on_why(tmp_path):
     assert (board.entry("pike-b", MLP).finished, board.entry("pike-b", ATTN).finished) == (True, False)
     table = board.to_markdown()
     assert "Below the graph baseline, and why:\n\n- pike-b level3/1_MLP: best tf32 (c1)" in table
-    assert "- pike-b level3/5_AlexNet: no correct candidate" in table and "level5/1_Attention:" not in table
+    below = table.split("Below the graph baseline, and why:")[1].split("How each task was won:")[0]
+    assert "- pike-b level3/5_AlexNet: no correct candidate" in below and "level5/1_Attention:" not in below
     assert re.search(r"\| level5/1_Attention .*\| 1\* ", table)  # its run was not finished
     assert "compile-cuda-graph (c2) runtime_error" in board.to_html({})
+
+
+def test_each_task_gets_a_line_on_which_move_won_and_how_the_others_did(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    with Store(path) as store:
+        run = Recorder(store, "pike-b", MLP, llm="offline")
+        run.candidate(result(MLP, CORRECT, 2.0, 3.0, 2.5, 1.5, 1.25), run.call(0, move="tf32"))
+        run.candidate(result(MLP, CORRECT, 1.0, 3.0, 2.5, 3.0, 2.5), run.call(0, move="compile-cuda-graph"))
+        run.candidate(failed(MLP, "build_error", "RuntimeError: Expected a 'cuda' device type for generator"),
+                      run.call(0, move="moe-grouped"))
+        unsolved = Recorder(store, "pike-b", "level3/5_AlexNet", llm="offline")
+        unsolved.candidate(failed("level3/5_AlexNet", "incorrect", "output differs at index (0, 1)"), unsolved.call(0))
+    board = lb.build(path)
+    assert board.entry("pike-b", MLP).moves == (
+        "won by compile-cuda-graph (c2) at 3.00x over eager; others: tf32 (c1) 1.50x; "
+        "moe-grouped (c3) build_error: RuntimeError: Expected a 'cuda' device type for generator")
+    assert board.entry("pike-b", "level3/5_AlexNet").moves == (
+        "no correct candidate; others: c1 incorrect: output differs at index (0, 1)")
+    assert "How each task was won:\n\n- pike-b level3/1_MLP: won by compile-cuda-graph" in board.to_markdown()
+    assert "moe-grouped (c3) build_error" in board.to_html({})
 
 
 def test_trajectories(board):
@@ -259,6 +282,19 @@ def test_json_follows_the_schema(board):
     assert entry["speedup_eager"]["value"] == 1.5 and entry["eager_ms"] == 3.0
     assert (entry["graph_ms"], entry["speedup_graph"]) == (None, None)
     assert document["superseded_runs"] == []
+
+
+def test_publish_writes_the_board_in_every_format_beside_its_plots(store_path, board, tmp_path):
+    page = publish(store_path, tmp_path / "board")
+    folder = page.parent
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "leaderboard.html", "leaderboard.json", "leaderboard.md",
+        "speedups.png", "trajectory_dollars.png", "trajectory_queries.png",
+    ]  # fmt: skip
+    written = json.loads((folder / "leaderboard.json").read_text())
+    assert written["entries"] == json.loads(board.to_json())["entries"] and written["entries"]
+    assert all((folder / name).read_bytes().startswith(PNG_SIGNATURE) for name in ("speedups.png", "trajectory_dollars.png"))
+    assert page.read_text().count('src="data:image/png;base64,') == 3
 
 
 def test_pngs_are_real(plots):

@@ -3,6 +3,7 @@ and every role is answered (CPU only; no asyncio plugin: asyncio.run per request
 
 import ast
 import asyncio
+import importlib
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ import pytest
 from pike_bench.candidate import extract_code, import_source
 from pike_bench.evaluate import Evaluator, TimingOptions
 from pike_bench.llm import Proposer, ProposerError, Request, prompts
-from pike_bench.llm.offline import COMBOS, MOVES, OfflineProposer, compile_default
+from pike_bench.llm.moves.library import COMBOS, MOVES, compile_default
+from pike_bench.llm.moves.render import paste, runtime_sections
+from pike_bench.llm.offline import OfflineProposer
 from pike_bench.screen import screen
 from pike_bench.tasks import task_from_file
 
@@ -225,7 +228,7 @@ CHECK_LAYER_NORM = """
 import sys
 import torch
 from pike_bench.candidate import import_source
-from pike_bench.llm.offline import triton_layer_norm
+from pike_bench.llm.moves.library import triton_layer_norm
 
 reference, folder = open(sys.argv[1]).read(), sys.argv[2]
 module = import_source(triton_layer_norm(reference, None, "cpu"), folder, "with_triton_layer_norm")
@@ -262,3 +265,15 @@ def test_the_triton_layer_norm_kernel_matches_torch_in_the_interpreter(tmp_path)
     run = subprocess.run([sys.executable, str(script), str(TASKS["44_MiniGPTBlock"]), str(tmp_path)],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "TRITON_INTERPRET": "1"})
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
+
+
+@pytest.mark.parametrize("module", ["wrappers", "sdpa", "triton_kernels", "frontier"])
+def test_a_runtime_module_reaches_a_candidate_whole(module, tmp_path):
+    """The code pasted into candidates is a module of its own: it imports, and its sections,
+    pasted after the torch import as a candidate has it, define what the module defines."""
+    if module == "triton_kernels":
+        pytest.importorskip("triton")
+    imported = importlib.import_module(f"pike_bench.llm.moves.runtime.{module}")
+    pasted = import_source("import torch as _pike_torch\n" + paste(module, *runtime_sections(module)), tmp_path, module)
+    defined = {name for name in vars(imported) if name.startswith(("_pike", "_Pike", "_PIKE"))}
+    assert defined and defined == {name for name in vars(pasted) if name.startswith(("_pike", "_Pike", "_PIKE"))}

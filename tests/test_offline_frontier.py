@@ -13,11 +13,11 @@ import torch
 from pike_bench.candidate import extract_code, import_source
 from pike_bench.evaluate import Evaluator, TimingOptions
 from pike_bench.llm import Request
-from pike_bench.llm import offline_runtime as runtime
-from pike_bench.llm.offline import (
-    OfflineProposer, Recipe, channels_last_3d, moe_grouped, plan, render, scan_chunked, sdpa_rewrite,
-)  # fmt: skip
-from pike_bench.llm.offline_rewrites import rewrite_attention, rewrite_classes
+from pike_bench.llm.moves.library import channels_last_3d, moe_grouped, plan, scan_chunked, sdpa_rewrite
+from pike_bench.llm.moves.render import Recipe, render
+from pike_bench.llm.moves.rewrites import rewrite_attention, rewrite_classes
+from pike_bench.llm.moves.runtime import frontier as runtime
+from pike_bench.llm.offline import OfflineProposer
 from pike_bench.optimize import Optimizer, OptimizeOptions
 from pike_bench.report import optimize_table
 from pike_bench.tasks import apply_sizes, task_from_file

@@ -3,10 +3,13 @@
 With ANTHROPIC_API_KEY set, candidates try to read it, write outside their folder,
 connect to a listener this test starts on 127.0.0.1 and spawn processes; a C++ kernel
 (which the static screen cannot read) proves the sandbox, and its twin run without the
-sandbox proves that the attack itself works. Honest candidates still pass.
+sandbox proves that the attack itself works. Honest candidates still pass. Each test of
+the sandbox runs with each tool that works here: bubblewrap, and unshare as on a machine
+without bubblewrap.
 """
 
 import asyncio
+import os
 import secrets
 import socket
 import subprocess
@@ -20,7 +23,8 @@ import pytest
 from pike_bench.cli import main
 from pike_bench.evaluate import Evaluator
 from pike_bench.evaluate.prebuild import Prebuilder
-from pike_bench.evaluate.sandbox import Sandbox, SandboxUnavailable, allowed_environment
+from pike_bench.evaluate import sandbox as sandbox_module
+from pike_bench.evaluate.sandbox import TOOLS, Sandbox, SandboxUnavailable, allowed_environment
 from pike_bench.tasks import task_from_file
 
 from conftest import CANDIDATES, DATA, FAST_TIMING
@@ -28,8 +32,9 @@ from conftest import CANDIDATES, DATA, FAST_TIMING
 ATTEMPTS = DATA / "sandbox"
 TASK = task_from_file(DATA / "level0" / "1_TinyMLP.py")
 FAST = dict(trials=2, timeout=300, timing=FAST_TIMING, baselines=("eager",))
-HERE = Sandbox.choose("auto")
-needs_sandbox = pytest.mark.skipif(not HERE.enabled, reason=f"no sandbox on this machine: {HERE.why_not}")
+HERE = {tool: Sandbox.choose("auto", tools=(tool,)) for tool in TOOLS}
+EACH_TOOL = [pytest.param(tool, marks=pytest.mark.skipif(not HERE[tool].enabled, reason=f"no sandbox: {HERE[tool].why_not}"))
+             for tool in TOOLS]  # fmt: skip
 pytest_plugins = ["pytester"]
 
 
@@ -87,10 +92,22 @@ def key_holder(key):
     holder.wait()
 
 
-@pytest.fixture(scope="module")
-def sandboxed(key):
-    with Evaluator("cpu", sandbox="on", **FAST) as evaluator:
+@pytest.fixture(scope="module", params=EACH_TOOL)
+def sandboxed(request, key):
+    with Evaluator("cpu", sandbox=HERE[request.param], **FAST) as evaluator:
         yield evaluator
+
+
+@pytest.fixture(scope="module")
+def path_without_bwrap(tmp_path_factory):
+    """PATH as a machine without bubblewrap has it: every program of PATH, linked into one folder, except bwrap."""
+    folder = tmp_path_factory.mktemp("bin")
+    for directory in reversed(os.environ["PATH"].split(os.pathsep)):
+        for program in Path(directory).glob("*") if Path(directory).is_dir() else []:
+            if program.name != "bwrap":
+                (folder / program.name).unlink(missing_ok=True)
+                (folder / program.name).symlink_to(program)
+    return str(folder)
 
 
 def filled(name: str, target: Path, port: int, loud: bool = False) -> str:
@@ -112,11 +129,14 @@ def test_workers_get_what_torch_needs_and_no_credential():
     }  # fmt: skip
 
 
-@needs_sandbox
-def test_a_cpp_candidate_with_the_default_settings_leaks_the_key_nowhere(key, key_holder, listener, tmp_path):
+@pytest.mark.parametrize("tool", EACH_TOOL)
+def test_a_cpp_candidate_with_the_default_settings_leaks_the_key_nowhere(key, key_holder, listener, tmp_path, tool,
+                                                                         path_without_bwrap, monkeypatch):
     target = tmp_path / "stolen.txt"
+    if tool == "unshare":
+        monkeypatch.setenv("PATH", path_without_bwrap)
     with Evaluator("cpu", **FAST) as evaluator:
-        assert evaluator.sandbox.enabled
+        assert evaluator.sandbox.tool == tool
         # The CPU build process imports the candidate too, so its C++ runs there first.
         built = asyncio.run(Prebuilder("cpu", sandbox=evaluator.sandbox).build(filled("leak_cpp.py", target, listener.port)))
         quiet = evaluator.evaluate(TASK, filled("leak_cpp.py", target, listener.port))
@@ -145,7 +165,6 @@ def test_without_the_sandbox_the_allow_list_alone_keeps_the_key_from_getenv_only
     assert listener.received == [stolen.encode()]
 
 
-@needs_sandbox
 @pytest.mark.parametrize("name", sorted(p.name for p in ATTEMPTS.glob("py_*.py")))
 def test_python_attempts_fail_inside_the_candidate_with_a_clear_error(sandboxed, key, listener, tmp_path, name):
     status, _, words = (ATTEMPTS / name).read_text().splitlines()[0].removeprefix("# expect: ").partition(": ")
@@ -156,7 +175,6 @@ def test_python_attempts_fail_inside_the_candidate_with_a_clear_error(sandboxed,
     assert key not in result.reason + result.detail
 
 
-@needs_sandbox
 @pytest.mark.parametrize("path", [DATA / "cpp" / "relu_cpp.py", CANDIDATES / "triton_relu.py"], ids=["cpp", "triton"])
 def test_honest_kernels_build_run_and_pass_in_the_sandbox(sandboxed, path):
     result = sandboxed.evaluate(TASK, path.read_text())
@@ -164,8 +182,8 @@ def test_honest_kernels_build_run_and_pass_in_the_sandbox(sandboxed, path):
     assert result.timing.rounds >= 10 and "eager" in result.speedups
 
 
-@needs_sandbox
-def test_the_scratch_folder_is_writable_and_home_credentials_are_hidden(tmp_path, monkeypatch):
+@pytest.mark.parametrize("tool", EACH_TOOL)
+def test_the_scratch_folder_is_writable_and_home_credentials_are_hidden(tmp_path, monkeypatch, tool):
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY")
@@ -173,7 +191,7 @@ def test_the_scratch_folder_is_writable_and_home_credentials_are_hidden(tmp_path
     monkeypatch.setenv("HOME", str(home))
     script = ('echo scratch > "$TMPDIR/file" && cat "$TMPDIR/file"; '
               f'cat {home}/.ssh/id_ed25519 {home}/.netrc; echo outside > {tmp_path}/file')
-    confined = HERE.prepare(["sh", "-c", script])
+    confined = HERE[tool].prepare(["sh", "-c", script])
     try:
         done = subprocess.run(confined.argv, env=confined.env, capture_output=True, text=True, timeout=60)
     finally:
@@ -202,5 +220,41 @@ def test_on_refuses_to_run_without_bubblewrap_and_auto_says_why_once(pytester, m
     said = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", "--pike-device", "cpu")
     lines = [line for line in said.outlines if "no sandbox" in line]
     assert lines == ["pike-bench: no sandbox: bubblewrap cannot make a sandbox here (bwrap: No permissions to "
-                     "creating new namespace); user namespaces may be disabled; candidates run with your network "
+                     "creating new namespace); user namespaces may be disabled; unshare (util-linux) is not installed "
+                     "(apt-get install util-linux, or dnf install util-linux); candidates run with your network "
                      "and files (--pike-sandbox off silences this)"]
+
+
+@pytest.mark.parametrize("tool", EACH_TOOL)
+def test_the_candidate_cannot_undo_the_sandbox_and_reaches_only_the_gpu_nodes(tool, monkeypatch, tmp_path):
+    # /dev/kmsg stands in for a GPU node: passed through, where the host's other nodes are not.
+    monkeypatch.setattr(sandbox_module, "GPU_NODES", ("/dev/kmsg",))
+    script = (f"grep CapEff /proc/self/status; ls /dev/kmsg /dev/null; ls /dev/vda /dev/sda; "
+              f"mount -o remount,rw / || echo no remount; "
+              f"unshare -rm sh -c 'mount -o remount,bind,rw / && touch {tmp_path}/file' || echo no nested remount; "
+              "kill -SEGV $$")
+    confined = HERE[tool].prepare(["sh", "-c", script])
+    try:
+        done = subprocess.run(confined.argv, env=confined.env, capture_output=True, text=True, timeout=60)
+    finally:
+        confined.remove_scratch()
+    assert done.stdout.splitlines() == ["CapEff:\t0000000000000000", "/dev/kmsg", "/dev/null", "no remount",
+                                        "no nested remount"]
+    assert not (tmp_path / "file").exists()
+    # A death by signal reads as it does without a sandbox.
+    assert HERE[tool].exit_code(done.returncode) == -11
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not HERE["unshare"].enabled, reason="sets up mounts of its own: root and unshare")
+def test_unshare_makes_its_sandbox_where_one_mount_covers_another(tmp_path):
+    # As systemd's binfmt_misc under the /proc that unshare mounts anew: a line of mountinfo
+    # whose mount is out of sight cannot be made read-only, and need not be.
+    covered = tmp_path / "covered"
+    confined = HERE["unshare"].prepare(["sh", "-c", f"touch {covered}/inner/file || echo read-only"])
+    setup = f"mkdir -p {covered}/inner && mount -t tmpfs a {covered}/inner && mount -t tmpfs b {covered} && mkdir {covered}/inner"
+    try:
+        done = subprocess.run(["unshare", "--mount", "sh", "-c", f'{setup} && exec "$@"', "sh", *confined.argv],
+                              env=confined.env, capture_output=True, text=True, timeout=60)
+    finally:
+        confined.remove_scratch()
+    assert (done.returncode, done.stdout) == (0, "read-only\n"), done.stderr

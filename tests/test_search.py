@@ -6,7 +6,7 @@ import pytest
 
 from pike_bench.llm.base import ProposerError, Reply, Request
 from pike_bench.llm.prompts import parse_ideas
-from pike_bench.llm.replay import ReplayProposer, reply_record
+from pike_bench.llm.replay import ReplayProposer
 from pike_bench.search.agents import Agents, Outcome, Scored
 from pike_bench.search.budget import Budget
 from pike_bench.search.pike_b import PikeBConfig, pike_b
@@ -172,8 +172,8 @@ def test_a_reply_without_code_is_a_failed_query_and_the_search_goes_on():
 def test_replay_answers_by_slot_then_in_order(tmp_path):
     request = Request(role="optimizer", system="", prompt="p", task_id="t", slot="r0/s0")
     path = tmp_path / "replies.jsonl"
-    path.write_text(reply_record(request, Reply("first", "m")) + "\n"
-                    + '{"task_id": "t", "role": "optimizer", "text": "second"}\n')
+    path.write_text('{"task_id": "t", "slot": "r0/s0", "role": "optimizer", "text": "first", "model": "m"}\n'
+                    '{"task_id": "t", "role": "optimizer", "text": "second"}\n')
     proposer = ReplayProposer(path)
     assert asyncio.run(proposer.propose(request)).text == "first"
     other = Request(role="optimizer", system="", prompt="p", task_id="t", slot="r0/s1")

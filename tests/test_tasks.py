@@ -70,7 +70,8 @@ def test_same_id_in_two_roots_is_an_error(tmp_path):
 def test_build_on_device_constructs_the_models_where_they_run(tmp_path, flag, built_on):
     # The meta device stands for a GPU: where a tensor made in __init__ lands shows where
     # the weights were drawn (all of them end on the run's device either way).
-    from pike_bench.evaluate.job import JobRequest, construct
+    from pike_bench.evaluate.job import construct
+    from pike_bench.evaluate.messages import JobRequest
 
     (tmp_path / "level0").mkdir()
     path = tmp_path / "level0" / "1_Where.py"

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import atexit
+import copy
 import re
 import secrets
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 from pike_bench.baselines import baseline_source
-from pike_bench.evaluate.job import Contestant, JobReply, JobRequest, device_name
+from pike_bench.evaluate.messages import CANDIDATE, REFERENCE, Contestant, JobReply, JobRequest
 from pike_bench.policy import check_policy
 from pike_bench.evaluate.result import (
     CORRECT,
@@ -34,14 +35,12 @@ from pike_bench.evaluate.result import (
 from pike_bench.evaluate.sandbox import Sandbox
 from pike_bench.evaluate.stats import paired_speedup
 from pike_bench.evaluate.timing import TimingOptions
+from pike_bench.evaluate.turns import lock_path, prepare_lock
 from pike_bench.evaluate.worker import OnPhase, WorkerDied, WorkerProcess
 from pike_bench.screen import Screen, screen
 from pike_bench.tasks import Task
 
 __all__ = ["Evaluator", "EvalResult", "TimingOptions", "evaluate", "default_device", "resolve_device"]
-
-CANDIDATE = "candidate"
-REFERENCE = "reference"  # the worker's step name while it loads the task
 
 
 def default_device() -> str:
@@ -82,9 +81,10 @@ class Evaluator:
         suspicious_over: float = 10.0,
         require_custom_kernel: bool = False,
         defenses: bool = True,
-        sandbox: str = "auto",
+        sandbox: str | Sandbox = "auto",
         check: str = "strict",
         compile_cache: str | Path | None = None,
+        device_lock: str | Path | None = "auto",
     ):
         self.device = device or default_device()
         self.size = size or ("full" if self.device.startswith("cuda") else "small")
@@ -99,13 +99,28 @@ class Evaluator:
         self.suspicious_over = suspicious_over
         self.policy = "custom-kernel" if require_custom_kernel else "any"
         self.defenses = defenses  # off only to measure their cost
-        # auto: bubblewrap where it works (self.sandbox.why_not says why not); on: it or SandboxUnavailable.
-        self.sandbox = Sandbox.choose(sandbox)
+        # auto: bubblewrap or unshare where one works (self.sandbox.why_not says why not); on: one or
+        # SandboxUnavailable; or a Sandbox already chosen.
+        self.sandbox = sandbox if isinstance(sandbox, Sandbox) else Sandbox.choose(sandbox)
         # Where inductor caches the compile baseline's code: beside the record, so that a
         # resumed or repeated run loads it instead of compiling again.
         self.compile_cache = str(compile_cache or "")
+        # Workers of one GPU take turns (evaluate.turns): "auto" is the lock of this GPU as
+        # this machine names it; the CPU has none (its timing shares the cores with
+        # everything anyway), unless a path is given; None: no lock.
+        if device_lock == "auto":
+            device_lock = lock_path(self.device) if self.device.startswith("cuda") else None
+        self.device_lock = prepare_lock(device_lock) if device_lock else ""
         self.worker = WorkerProcess(self.device, self.sandbox, self.compile_cache)
         self.interrupted = False
+
+    def twin(self) -> "Evaluator":
+        """An evaluator like this one with a worker of its own, on the same device and
+        taking turns on it with this one: another task in flight."""
+        other = copy.copy(self)
+        other.worker = WorkerProcess(self.device, self.sandbox, self.compile_cache)
+        other.interrupted = False
+        return other
 
     def __enter__(self) -> "Evaluator":
         return self
@@ -131,7 +146,8 @@ class Evaluator:
         # The candidate goes first: a broken one fails fast, before baselines compile.
         own = [Contestant(CANDIDATE, candidate_source)] if candidate_source is not None else []
         return own + [
-            Contestant(name, baseline_source(task.path, name, self.compile_mode), trusted=True)
+            Contestant(name, baseline_source(task.path, name, self.compile_mode), trusted=True,
+                       device_build=name == "compile" and "autotune" in self.compile_mode)
             for name in self.baselines
         ]
 
@@ -150,6 +166,7 @@ class Evaluator:
             timing=self.timing,
             defenses=self.defenses,
             check=self.check,
+            device_lock=self.device_lock,
         )
         blamed: dict[str, ContestantResult] = {}
         while True:
@@ -177,6 +194,14 @@ class Evaluator:
                 continue
             if reply.recycle:
                 self.worker.stop()
+            breaker = reply.cuda_broken_by
+            if breaker not in ("", CANDIDATE, REFERENCE) and len(request.contestants) > 1:
+                # A baseline's CUDA error (a graph capture beside a candidate's own graphs)
+                # ended the CUDA context before the others were timed: they run again in
+                # a fresh worker, without it, rather than go untimed.
+                blamed[breaker] = reply.results[breaker]
+                request = replace(request, contestants=[c for c in request.contestants if c.name != breaker])
+                continue
             break
         reply.results.update(blamed)
         reply.hypothesis_seed = request.hypothesis_seed
@@ -184,6 +209,8 @@ class Evaluator:
 
     def _reply_without_worker(self, task_error: str = "") -> JobReply:
         import torch
+
+        from pike_bench.evaluate.job import device_name
 
         return JobReply({}, device_name(self.device), torch.__version__, task_error)
 
@@ -223,6 +250,7 @@ class Evaluator:
             seconds=time.perf_counter() - started,
             task_sha256=task.sha256(),
             compile_mode=self.compile_mode if "compile" in self.baselines else "",
+            turns=[list(turn) for turn in reply.turns],
         )
         self._flag_if_suspicious(result)
         return result

@@ -63,44 +63,78 @@ def compare(
 
 def _compare_values(where: str, e: torch.Tensor, g: torch.Tensor, atol: float, rtol: float, whole: bool) -> None:
     flat_e, flat_g = e.detach().reshape(-1), g.detach().to(e.device).reshape(-1)
-    exact = not (e.is_floating_point() or e.is_complex())
-    if not exact:
-        _check_finite(where, e, flat_e, flat_g)
-    _compare_elements(where, e, flat_e, flat_g, atol, rtol, exact)
-    if whole and not exact:
-        _compare_norms(where, flat_e, flat_g, atol, rtol)
-
-
-def _check_finite(where: str, e: torch.Tensor, flat_e: torch.Tensor, flat_g: torch.Tensor) -> None:
-    """NaN or Inf where the reference is finite: a rule of its own, since no tolerance excuses it."""
-    bad, first = 0, None
-    for start in range(0, flat_e.numel(), CHUNK):
-        wrong = torch.isfinite(flat_e[start : start + CHUNK]) & ~torch.isfinite(flat_g[start : start + CHUNK])
-        bad += int(wrong.sum())
-        if first is None and wrong.any():
-            first = start + int(wrong.nonzero()[0, 0])
-    if first is None:
+    if not (e.is_floating_point() or e.is_complex()):
+        _compare_exact(where, e, flat_e, flat_g, atol, rtol)
         return
-    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(first), e.shape))
+    # One pass, each chunk turned into float64 once; the rules are then applied in their
+    # order (NaN or Inf anywhere, the first element out of tolerance, the output as a
+    # whole), with the verdicts and counts that a pass per rule gives.
+    tally = _Tally()
+    for start in range(0, flat_e.numel(), CHUNK):
+        tally.add(start, flat_e[start : start + CHUNK].double(), flat_g[start : start + CHUNK].double(), atol, rtol)
+    if tally.first_nonfinite is not None:
+        _raise_nonfinite(where, e, flat_e, flat_g, tally.first_nonfinite, tally.nonfinite)
+    if tally.first_wrong is not None:
+        _raise_wrong(where, e, flat_e, flat_g, tally.first_wrong, tally.wrong, atol, rtol)
+    if whole:
+        _check_norms(where, tally.diff, tally.want, atol, rtol)
+
+
+class _Tally:
+    """What the chunks of one output add up to: NaN/Inf where the reference is finite,
+    elements out of tolerance (count, first index), squared error and squared norm."""
+
+    def __init__(self) -> None:
+        self.nonfinite, self.first_nonfinite = 0, None
+        self.wrong, self.first_wrong = 0, None
+        self.diff = self.want = 0.0
+
+    def add(self, start: int, ce: torch.Tensor, cg: torch.Tensor, atol: float, rtol: float) -> None:
+        finite_e, finite_g = torch.isfinite(ce), torch.isfinite(cg)
+        lost = finite_e & ~finite_g
+        count = int(lost.sum())
+        if count:
+            self.nonfinite += count
+            if self.first_nonfinite is None:
+                self.first_nonfinite = start + int(lost.nonzero()[0, 0])
+        out = ~torch.isclose(cg, ce, rtol=rtol, atol=atol, equal_nan=True)
+        count = int(out.sum())
+        if count:
+            self.wrong += count
+            if self.first_wrong is None:
+                self.first_wrong = start + int(out.nonzero()[0, 0])
+        # NaN/Inf positions were judged element by element; the norms take the rest.
+        both = finite_e & finite_g
+        self.diff += float(torch.where(both, cg - ce, 0.0).square().sum())
+        self.want += float(torch.where(both, ce, 0.0).square().sum())
+
+
+def _index(e: torch.Tensor, flat: int) -> tuple[int, ...]:
+    return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), e.shape))
+
+
+def _raise_nonfinite(where: str, e, flat_e, flat_g, first: int, bad: int) -> None:
+    """NaN or Inf where the reference is finite: a rule of its own, since no tolerance excuses it."""
     have = flat_g[first].item()
     raise Mismatch(
         f"{where} has {'NaN' if have != have else 'Inf'} where the reference has a number: {have} at index "
-        f"{index}, expected {flat_e[first].item():.6g}; {bad} of {e.numel()} elements are NaN or Inf "
+        f"{_index(e, first)}, expected {flat_e[first].item():.6g}; {bad} of {e.numel()} elements are NaN or Inf "
         "where the reference is finite",
         "nan-inf",
     )
 
 
-def _compare_norms(where: str, flat_e: torch.Tensor, flat_g: torch.Tensor, atol: float, rtol: float) -> None:
+def _raise_wrong(where: str, e, flat_e, flat_g, first: int, bad: int, atol: float, rtol: float) -> None:
+    raise Mismatch(
+        f"{where} differs at index {_index(e, first)}: expected {flat_e[first].item():.6g}, "
+        f"got {flat_g[first].item():.6g}; {bad} of {e.numel()} elements outside atol={atol:g}, rtol={rtol:g}"
+    )
+
+
+def _check_norms(where: str, diff: float, want: float, atol: float, rtol: float) -> None:
     """The whole output must be close too, relative to its size: where a reference's
     values are far below atol (some KernelBench models output ~1e-21), an output of
     zeros passes element by element but is 100% wrong."""
-    diff = want = 0.0
-    for start in range(0, flat_e.numel(), CHUNK):
-        ce, cg = flat_e[start : start + CHUNK].double(), flat_g[start : start + CHUNK].double()
-        finite = torch.isfinite(ce) & torch.isfinite(cg)  # NaN/inf positions were judged element by element
-        diff += float(((cg - ce)[finite] ** 2).sum())
-        want += float((ce[finite] ** 2).sum())
     error = (diff / want) ** 0.5 if want > 0 else 0.0
     if error > rtol:
         raise Mismatch(
@@ -110,29 +144,18 @@ def _compare_norms(where: str, flat_e: torch.Tensor, flat_g: torch.Tensor, atol:
         )
 
 
-def _compare_elements(where, e, flat_e, flat_g, atol, rtol, exact) -> None:
+def _compare_exact(where: str, e: torch.Tensor, flat_e: torch.Tensor, flat_g: torch.Tensor, atol: float,
+                   rtol: float) -> None:
+    """Integer and boolean outputs: every element equal."""
+    bad, first = 0, None
     for start in range(0, flat_e.numel(), CHUNK):
-        ce, cg = flat_e[start : start + CHUNK], flat_g[start : start + CHUNK]
-        if exact:
-            ok = ce == cg
-        else:
-            ok = torch.isclose(cg.double(), ce.double(), rtol=rtol, atol=atol, equal_nan=True)
-        if bool(ok.all()):
-            continue
-        first = start + int((~ok).nonzero()[0, 0])
-        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(first), e.shape))
-        want, have = flat_e[first].item(), flat_g[first].item()
-        bad = int((~ok).sum()) + _count_rest(flat_e[start + CHUNK :], flat_g[start + CHUNK :], atol, rtol, exact)
+        out = flat_e[start : start + CHUNK] != flat_g[start : start + CHUNK]
+        count = int(out.sum())
+        if count and first is None:
+            first = start + int(out.nonzero()[0, 0])
+        bad += count
+    if first is not None:
         raise Mismatch(
-            f"{where} differs at index {index}: expected {want:.6g}, got {have:.6g}; "
-            f"{bad} of {e.numel()} elements outside atol={atol:g}, rtol={rtol:g}"
+            f"{where} differs at index {_index(e, first)}: expected {flat_e[first].item():.6g}, "
+            f"got {flat_g[first].item():.6g}; {bad} of {e.numel()} elements outside atol={atol:g}, rtol={rtol:g}"
         )
-
-
-def _count_rest(e: torch.Tensor, g: torch.Tensor, atol: float, rtol: float, exact: bool) -> int:
-    bad = 0
-    for start in range(0, e.numel(), CHUNK):
-        ce, cg = e[start : start + CHUNK], g[start : start + CHUNK]
-        ok = (ce == cg) if exact else torch.isclose(cg.double(), ce.double(), rtol=rtol, atol=atol, equal_nan=True)
-        bad += int((~ok).sum())
-    return bad

@@ -34,7 +34,9 @@ from pike_bench.evaluate.defenses import (
     restore_precision,
     storages,
 )
-from pike_bench.policy import STRICT, CheckPolicy
+from pike_bench.evaluate.limits import broken_limit
+from pike_bench.evaluate.messages import REFERENCE, Contestant, JobReply, JobRequest
+from pike_bench.policy import CheckPolicy
 from pike_bench.evaluate.result import (
     BUILD_ERROR,
     CORRECT,
@@ -45,9 +47,10 @@ from pike_bench.evaluate.result import (
     ContestantResult,
 )
 from pike_bench.evaluate.stats import summarize
-from pike_bench.evaluate.timing import TimingOptions, time_interleaved
+from pike_bench.evaluate.timing import time_interleaved
+from pike_bench.evaluate.turns import BUILD, CHECK, Turns
 from pike_bench.inputs import InputDraw, for_each_draw, make_inputs, plain_draws
-from pike_bench.tasks import Task, apply_sizes, sized_module
+from pike_bench.tasks import apply_sizes, sized_module
 
 try:
     BaseExceptionGroup
@@ -56,39 +59,6 @@ except NameError:  # Python 3.10: Hypothesis depends on the backport
 
 MODES = ("eval", "train")
 Progress = Callable[[str, str], None]  # (what is happening, which contestant or "")
-
-
-@dataclass
-class Contestant:
-    name: str
-    source: str
-    trusted: bool = False  # a baseline of ours: its built model may be kept between jobs
-
-
-@dataclass
-class JobRequest:
-    task: Task
-    contestants: list[Contestant]
-    device: str
-    size: str = "full"
-    mode: str = "eval"
-    trials: int = 5
-    hypothesis_seed: int = 0
-    weight_seed: int = 0
-    timing_seed: int = 2**31 - 1  # no Hypothesis draw is timed: timing uses its own set
-    timing: TimingOptions | None = field(default_factory=TimingOptions)  # None: check only
-    defenses: bool = True  # off only to measure what they cost (benchmarks/adversarial.py)
-    check: CheckPolicy = STRICT  # the rules that judge the contestants
-
-
-@dataclass
-class JobReply:
-    results: dict[str, ContestantResult]
-    device_name: str
-    torch_version: str
-    task_error: str = ""
-    hypothesis_seed: int = 0
-    recycle: bool = False  # the CUDA context may be broken: start a fresh worker
 
 
 @dataclass
@@ -119,7 +89,9 @@ class Worker:
         self._key: tuple | None = None
         self._reference: tuple[Any, Any, list[Any]] | None = None
         self._trusted: dict[str, Any] = {}
+        self._fixed: dict[Any, Any] = {}  # the task's fixed input sets (timing, precision probe) and reference dtypes
         self.defaults = precision_settings()
+        self.turns = Turns()
         self.threads = ThreadWatch()
         self.threads.install()
         self.cuda_broken = False
@@ -130,7 +102,7 @@ class Worker:
         key = (str(task.path), task.sha256(), request.size, request.mode, request.device, request.weight_seed)
         if key != self._key:
             # One task at a time: drop the last task's models before building this one's.
-            self._key, self._reference, self._trusted = None, None, {}
+            self._key, self._reference, self._trusted, self._fixed = None, None, {}, {}
             if request.device.startswith("cuda"):
                 torch.cuda.empty_cache()
             module = sized_module(task, request.size)
@@ -140,12 +112,36 @@ class Worker:
         return self._reference
 
     def run(self, request: JobRequest, progress: Progress) -> JobReply:
+        progress = self._take_turns(request, progress)
+        reply = self._run(request, progress)
+        reply.turns = self.turns.held()
+        return reply
+
+    def _take_turns(self, request: JobRequest, progress: Progress) -> Progress:
+        """The device's turns for this job; a worker waiting for one says so (and that it
+        is alive) through `progress`, then says again what it does once it has its turn."""
+        if self.turns.path != request.device_lock:
+            self.turns = Turns(request.device_lock)
+        doing = ["", ""]
+
+        def told(phase: str, who: str) -> None:
+            doing[:] = phase, who
+            progress(phase, who)
+
+        def waiting(still: bool) -> None:
+            phase, who = doing
+            progress(f"waiting for the device (another worker holds it) before {phase}" if still else phase, who)
+
+        self.turns.waiting = waiting
+        return told
+
+    def _run(self, request: JobRequest, progress: Progress) -> JobReply:
         reply = JobReply({}, device_name(request.device), torch.__version__)
         self.cuda_broken = self.tampered = False
         if request.mode not in MODES:
             reply.task_error = f"mode {request.mode!r} is not one of {', '.join(MODES)}"
             return reply
-        progress(f"loading the reference of {request.task.id}", "reference")
+        progress(f"loading the reference of {request.task.id}", REFERENCE)
         task_file = request.task.path.read_bytes()
         try:
             make_current(request.device)  # a device that cannot be selected fails like a broken reference
@@ -154,19 +150,21 @@ class Worker:
             reply.task_error = f"the reference of {request.task.id} fails: {type(exc).__name__}: {exc}"
             reply.recycle = _is_cuda_error(exc)
             return reply
-        expected = ExpectedOutputs(module, reference, request.device, self.defaults)
+        fixed = (InputDraw(request.timing_seed), InputDraw(request.timing_seed ^ 1))
+        expected = ExpectedOutputs(module, reference, request.device, self.defaults, self._fixed, fixed)
         built: dict[str, Built] = {}
         with torch.no_grad():
             for contestant in request.contestants:
                 result, entry = self._contest(contestant, request, module, init_inputs, expected, progress)
                 reply.results[contestant.name] = self._after(contestant.name, result, task_file, request)
                 if self.cuda_broken:
+                    reply.cuda_broken_by = contestant.name
                     break  # nothing more can run in this CUDA context
                 if entry is not None and reply.results[contestant.name].status == CORRECT:
                     built[contestant.name] = entry
             if request.timing is not None and built and not self.cuda_broken:
                 progress(f"timing {', '.join(built)}", "")
-                self._time(built, module, request, reply)
+                self._time(built, expected, request, reply)
                 if request.defenses and request.check.applies("after-timing"):
                     self._recheck(built, request, expected, reply, task_file, progress)
         restore_precision(self.defaults)
@@ -188,7 +186,9 @@ class Worker:
             if model is None and contestant.trusted:
                 model, build = self._build_baseline(contestant, request, module, init_inputs, expected)
             elif model is None:
-                model = _build(contestant, request, init_inputs, self.workdir, getattr(module, "SMALL", None))
+                own = _import(contestant, request, self.workdir, getattr(module, "SMALL", None))
+                with self.turns.check(BUILD):  # its constructor is its own code: it may run kernels
+                    model = construct(own.ModelNew, init_inputs, request)
             if not contestant.trusted:
                 check_no_candidate_threads()
         except Cheat as exc:
@@ -214,9 +214,13 @@ class Worker:
         before = _fx_graph_cache_counts()
         started = time.perf_counter()
         model = _build(contestant, request, init_inputs, self.workdir, getattr(module, "SMALL", None))
-        model(*[_to(x, request.device) for x in expected.inputs(InputDraw(request.timing_seed))])
-        if request.device.startswith("cuda"):
-            torch.cuda.synchronize(request.device)
+        draw = InputDraw(request.timing_seed)
+        # Trusted code, mostly on the CPU (compiling, capturing; one forward on the device):
+        # other workers keep the device, unless this build benchmarks kernels on it.
+        with self.turns.check(BUILD) if contestant.device_build else contextlib.nullcontext():
+            model(*expected.fresh(draw))
+            if request.device.startswith("cuda"):
+                torch.cuda.synchronize(request.device)
         seconds = time.perf_counter() - started
         hits, misses = (now - then for now, then in zip(_fx_graph_cache_counts(), before))
         return model, BuildCost(seconds, hits, misses)
@@ -225,10 +229,11 @@ class Worker:
         """What precision the candidate computes in, next to the reference's: global
         settings it changed, and the dtypes its matrix products and convolutions see."""
         draw = InputDraw(request.timing_seed ^ 1)
-        restore_precision(entry.settings)
-        mine = heavy_op_dtypes(entry.model, [_to(x, request.device) for x in expected.inputs(draw)])
-        restore_precision(self.defaults)
-        theirs = expected.reference_dtypes(draw)
+        with self.turns.check():
+            restore_precision(entry.settings)
+            mine = heavy_op_dtypes(entry.model, expected.fresh(draw))
+            restore_precision(self.defaults)
+            theirs = expected.reference_dtypes(draw)
         notes = [settings] if settings else []
         if mine is None:
             notes.append("matmul/conv dtypes not observable")
@@ -242,7 +247,7 @@ class Worker:
         if errors:  # a C++/CUDA build: the compiler's words, on the candidate's lines
             return ContestantResult(contestant.name, BUILD_ERROR, f"compile error: {errors[0].splitlines()[0]}",
                                     "\n".join(errors))
-        return ContestantResult(contestant.name, BUILD_ERROR, f"{type(exc).__name__}: {_first_line(exc)}", trace)
+        return ContestantResult(contestant.name, BUILD_ERROR, _reason(exc), trace)
 
     def _own_files(self, name: str) -> str:
         """The start of the path of a contestant's source file (for its traceback frames)."""
@@ -276,6 +281,11 @@ class Worker:
         def check(draw: InputDraw) -> None:
             state["set"], state["draw"] = order.setdefault(draw, len(order) + 1), draw
             progress(f"checking {name} on input set {state['set']} ({draw.describe()})", name)
+            # A candidate's first call is where it compiles (Triton, torch.compile): counted as a build.
+            with self.turns.check(CHECK if entry.trusted or entry.right_on else BUILD):
+                run_on(draw)
+
+        def run_on(draw: InputDraw) -> None:
             mark = len(self.threads.started)
             got, mine, before = self._call(entry, expected, draw, request.device)
             # No device synchronize here: the comparison runs on the current stream, so
@@ -321,13 +331,13 @@ class Worker:
             if not isinstance(exc, Exception):
                 raise exc
             self.cuda_broken |= _is_cuda_error(exc)
-            reason = f"{type(exc).__name__}: {_first_line(exc)}"
+            reason = _reason(exc)
             return ContestantResult(name, RUNTIME_ERROR, reason, where + "\n" + source_traceback(exc, self._own_files(name)))
         return ContestantResult(name, CORRECT)
 
     def _call(self, entry: Built, expected: "ExpectedOutputs", draw: InputDraw, device: str):
         """The model's output on one input set, its own copy of the inputs, and a copy of those as they were."""
-        mine = [_to(x, device) for x in expected.inputs(draw)]
+        mine = expected.fresh(draw)
         before = [x.clone() if isinstance(x, torch.Tensor) else x for x in mine]
         restore_precision(entry.settings)
         return entry.model(*mine), mine, before
@@ -365,12 +375,16 @@ class Worker:
                 )
         return mismatch
 
-    def _time(self, built: dict[str, Built], module, request: JobRequest, reply: JobReply) -> None:
-        inputs = make_inputs(module, InputDraw(request.timing_seed))
+    def _time(self, built: dict[str, Built], expected: "ExpectedOutputs", request: JobRequest, reply: JobReply) -> None:
+        draw = InputDraw(request.timing_seed)
+        with self.turns.time():  # alone on the device
+            self._time_alone(built, expected, draw, request, reply)
+
+    def _time_alone(self, built, expected: "ExpectedOutputs", draw: InputDraw, request: JobRequest, reply: JobReply):
         failed: list[str] = []
 
         def timed(name: str, entry: Built) -> Callable[[], Any]:
-            own = [_to(x, request.device) for x in inputs]
+            own = expected.fresh(draw)
 
             def call() -> Any:
                 try:
@@ -390,9 +404,10 @@ class Worker:
         except Exception as exc:
             name = failed[-1] if failed else next(iter(calls))
             reply.results[name] = ContestantResult(
-                name, RUNTIME_ERROR, f"failed while timed: {type(exc).__name__}: {_first_line(exc)}"
+                name, RUNTIME_ERROR, f"failed while timed: {_reason(exc)}"
             )
             self.cuda_broken |= _is_cuda_error(exc)
+            reply.cuda_broken_by = name if self.cuda_broken else ""
             return
         finally:
             restore_precision(self.defaults)
@@ -426,40 +441,60 @@ class Worker:
                 reply.results[name].timing = timing
 
 
-_UNKNOWN = object()
-
-
 class ExpectedOutputs:
     """Input sets and reference outputs per draw, each computed once per job, the
-    reference on its own copy of the inputs and under the default numeric settings."""
+    reference on its own copy of the inputs and under the default numeric settings.
 
-    def __init__(self, module, reference, device: str, defaults: dict[str, Any]):
+    A draw's inputs are made on the device where the task's get_inputs() can run there
+    (else on the CPU, and copied to the device once); each caller gets a copy of its own
+    made on the device. Either way is much faster than the CPU's random numbers and a
+    host-to-device copy per caller, which took seconds per evaluation on tasks with
+    large inputs. The fixed draws (timing, precision probe) are the same in every job of
+    a task: `kept`, the worker's store for the task, holds their inputs between jobs."""
+
+    def __init__(self, module, reference, device: str, defaults: dict[str, Any],
+                 kept: dict[Any, Any] | None = None, fixed: tuple[InputDraw, ...] = ()):
         self.module, self.reference, self.device, self.defaults = module, reference, device, defaults
-        self._inputs: dict[InputDraw, list[Any]] = {}
+        self.kept = {} if kept is None else kept
+        self._inputs: dict[InputDraw, list[Any]] = {draw: self.kept[draw] for draw in fixed if draw in self.kept}
+        self._fixed = fixed
+        self._on_device: dict[InputDraw, list[Any]] = {}
         self._outputs: dict[InputDraw, Any] = {}
-        self._dtypes: Any = _UNKNOWN
 
     def inputs(self, draw: InputDraw) -> list[Any]:
+        """The draw's inputs as the task's get_inputs() makes them (the originals: never handed out)."""
         if draw not in self._inputs:
-            self._inputs[draw] = make_inputs(self.module, draw)
+            self._inputs[draw] = make_inputs(self.module, draw, self.device)
+            if draw in self._fixed:
+                self.kept[draw] = self._inputs[draw]
         return self._inputs[draw]
 
+    def fresh(self, draw: InputDraw) -> list[Any]:
+        """A copy of the draw's inputs on the device, for one caller alone."""
+        if draw not in self._on_device:
+            self._on_device[draw] = [_on(x, self.device) for x in self.inputs(draw)]
+        return [_to(x, self.device) for x in self._on_device[draw]]
+
     def reference_dtypes(self, draw: InputDraw) -> set[str] | None:
-        """The dtypes of the reference's matmuls and convolutions (once per job)."""
-        if self._dtypes is _UNKNOWN:
-            self._dtypes = heavy_op_dtypes(self.reference, [_to(x, self.device) for x in self.inputs(draw)])
-        return self._dtypes
+        """The dtypes of the reference's matmuls and convolutions (once per task and worker)."""
+        if "dtypes" not in self.kept:
+            self.kept["dtypes"] = heavy_op_dtypes(self.reference, self.fresh(draw))
+        return self.kept["dtypes"]
 
     def output(self, draw: InputDraw) -> Any:
         if draw not in self._outputs:
             current = precision_settings()
             restore_precision(self.defaults)
-            self._outputs[draw] = self.reference(*[_to(x, self.device) for x in self.inputs(draw)])
+            self._outputs[draw] = self.reference(*self.fresh(draw))
             restore_precision(current)
         return self._outputs[draw]
 
 
 def _build(contestant: Contestant, request: JobRequest, init_inputs: list[Any], workdir: Path, small) -> Any:
+    return construct(_import(contestant, request, workdir, small).ModelNew, init_inputs, request)
+
+
+def _import(contestant: Contestant, request: JobRequest, workdir: Path, small) -> Any:
     module = import_source(contestant.source, workdir, contestant.name)
     if request.size == "small" and small:
         # The run's size applies to the candidate's constants as to the reference's:
@@ -467,7 +502,7 @@ def _build(contestant: Contestant, request: JobRequest, init_inputs: list[Any], 
         apply_sizes(module, small)
     if not hasattr(module, "ModelNew"):
         raise AttributeError("the candidate defines no ModelNew; it must define class ModelNew(nn.Module)")
-    return construct(module.ModelNew, init_inputs, request)
+    return module
 
 
 def construct(model_class: Any, init_inputs: list[Any], request: JobRequest) -> Any:
@@ -487,6 +522,11 @@ def _prepare(model: Any, request: JobRequest) -> Any:
     # PIKE's semantics by default (inference: BatchNorm uses running statistics);
     # KernelBench's original evaluator leaves modules in training mode.
     return model.eval() if request.mode == "eval" else model.train()
+
+
+def _on(x: Any, device: str) -> Any:
+    """The same tensor if it is on the device already, else a copy there."""
+    return x.to(device) if isinstance(x, torch.Tensor) else x
 
 
 def _to(x: Any, device: str) -> Any:
@@ -517,6 +557,11 @@ def _first_failure(exc: BaseException) -> BaseException:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
+
+
+def _reason(exc: BaseException) -> str:
+    """An error of candidate code in one line, naming the resource limit it hit, if any."""
+    return f"{type(exc).__name__}: {_first_line(exc)}{broken_limit(exc)}"
 
 
 def _is_cuda_error(exc: BaseException) -> bool:

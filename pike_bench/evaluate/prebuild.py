@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pike_bench.evaluate.limits import VARIABLE, Limits, apply_from_environment
 from pike_bench.evaluate.sandbox import Sandbox
 from pike_bench.screen import screen
 
@@ -62,7 +63,8 @@ class Prebuilder:
             started = time.perf_counter()
             # No GPU: no device nodes, and none visible to CUDA.
             confined = self.sandbox.prepare([sys.executable, "-m", "pike_bench.evaluate.prebuild"], gpus=False,
-                                            env={"CUDA_VISIBLE_DEVICES": ""})
+                                            env={"CUDA_VISIBLE_DEVICES": "",
+                                                 VARIABLE: Limits.for_process("cpu", self.sandbox.enabled).encode()})
             process = await asyncio.create_subprocess_exec(
                 *confined.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=confined.env,
             )  # fmt: skip
@@ -116,6 +118,7 @@ def cuda_arch(device: str) -> str:
 def main() -> int:
     from pike_bench.candidate import import_source
 
+    apply_from_environment()  # before any candidate code
     source = sys.stdin.read()
     with tempfile.TemporaryDirectory(prefix="pike_prebuild_") as folder:
         try:

@@ -1,4 +1,16 @@
-"""The values an evaluation returns."""
+"""The values an evaluation returns.
+
+One name per layer, each built from the one below:
+
+- :class:`ContestantResult`: one contestant (a baseline or the candidate) in one worker
+  job; a job's :class:`~pike_bench.evaluate.messages.JobReply` holds one per contestant;
+- :class:`EvalResult`: a candidate's evaluation (its contestant result, with the
+  baselines timed beside it and its :class:`Speedup` over each), what the record keeps;
+- above the evaluator: :class:`pike_bench.suite.BaselineRun` (a task's baselines),
+  :class:`pike_bench.search.agents.Outcome` (what a search reads of an evaluation),
+  :class:`pike_bench.optimize.TaskOutcome` (a task's search), and
+  :class:`pike_bench.solutions.Verdict` (the gate's judgement of a kept solution).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +28,6 @@ CRASHED = "crashed"
 REJECTED = "rejected"  # broke a rule of the evaluator (a cheat, or the static screen)
 SUSPICIOUS = "suspicious"  # correct, but faster than is plausible: a person must look
 SKIPPED = "skipped"  # a baseline that does not apply here (graph on the CPU)
-STATUSES = (CORRECT, INCORRECT, BUILD_ERROR, RUNTIME_ERROR, TIMEOUT, CRASHED, REJECTED, SUSPICIOUS, SKIPPED)
 
 
 @dataclass
@@ -95,6 +106,9 @@ class EvalResult:
     seconds: float = 0.0
     task_sha256: str = ""  # the task file evaluated against
     compile_mode: str = ""  # torch.compile's mode in the compile baseline
+    # When the worker held its device: [kind ("check" or "time"), start, end], unix seconds
+    # (evaluate.turns); what a report of the device's busy time adds up.
+    turns: list[list] = field(default_factory=list)
 
     @property
     def correct(self) -> bool:

@@ -7,10 +7,12 @@ kernel is out of the static screen's sight. So every process that imports a cand
 - from an allow-list of environment variables: what Python, torch, CUDA, Triton and the
   compilers read, never a name that looks like a credential, so an API key is not in the
   process's environment when it starts;
-- inside bubblewrap where it works: no network, its own process and IPC namespaces (the
-  parent's ``/proc/PID/environ`` is out of sight), the filesystem read-only except its
-  scratch folder and the compiler caches, the system's sockets (``/run``) and the usual
-  credential files of the home folder hidden, and the GPU device nodes passed through.
+- inside bubblewrap where it works, else util-linux's ``unshare`` with namespaces.py
+  (same view): no network, its own process and IPC namespaces (the parent's
+  ``/proc/PID/environ`` is out of sight), the filesystem read-only except its scratch
+  folder and the compiler caches, the system's sockets (``/run``) and the usual
+  credential files of the home folder hidden, the GPU device nodes passed through, and
+  no capabilities (not even when the user is root).
 
 The sandbox does not hide files that any process of the user may read, nor GPU memory,
 nor timing: see the README's section on the sandbox.
@@ -19,6 +21,7 @@ nor timing: see the README's section on the sandbox.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -56,6 +59,12 @@ HIDDEN_IN_HOME = (".ssh", ".gnupg", ".aws", ".azure", ".kube", ".docker", ".netr
                   ".config/gcloud", ".config/gh", ".bash_history", ".zsh_history", ".python_history")
 SHOWN_AGAIN = ("/run/nvidia-persistenced",)  # the NVIDIA driver's daemon, as NVIDIA's container toolkit mounts it
 GPU_NODES = ("/dev/nvidia*", "/dev/dri")
+# The tools, in the order `auto` tries them: bubblewrap, else util-linux's unshare with
+# namespaces.py inside, which builds what bubblewrap would.
+TOOLS = {"bwrap": "bubblewrap", "unshare": "unshare (util-linux)"}
+INSTALL = {"bwrap": "apt-get install bubblewrap, or dnf install bubblewrap",
+           "unshare": "apt-get install util-linux, or dnf install util-linux"}
+NAMESPACES = Path(__file__).with_name("namespaces.py")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -90,44 +99,68 @@ class Confined:
 
 @dataclass(frozen=True)
 class Sandbox:
-    """bubblewrap's path, or None where candidates run without a sandbox: turned off, or
-    unavailable, and then `why_not` says why."""
+    """The tool that confines candidates and its path; no tool where candidates run without
+    a sandbox: turned off, or unavailable, and then `why_not` says why."""
 
-    bwrap: str | None
+    tool: str | None = None  # one of TOOLS
+    path: str = ""
     why_not: str = ""
 
     @property
     def enabled(self) -> bool:
-        return self.bwrap is not None
+        return self.tool is not None
 
     @classmethod
-    def choose(cls, mode: str) -> "Sandbox":
-        """`auto`: the sandbox where it works; `on`: it or SandboxUnavailable; `off`: none."""
+    def choose(cls, mode: str, tools: tuple[str, ...] = tuple(TOOLS)) -> "Sandbox":
+        """`auto`: the first of `tools` that works; `on`: it or SandboxUnavailable; `off`: none."""
         if mode not in MODES:
             raise ValueError(f"{mode!r} is not one of {', '.join(MODES)}")
         if mode == "off":
-            return cls(None)
-        found = cls(shutil.which("bwrap"))
-        problem = found._problem()
-        if problem and mode == "on":
-            raise SandboxUnavailable(problem)
-        return cls(None, problem) if problem else found
+            return cls()
+        problems = []
+        for tool in tools:
+            found = cls(tool, shutil.which(tool) or "")
+            problem = found._problem()
+            if not problem:
+                return found
+            problems.append(problem)
+        if mode == "on":
+            raise SandboxUnavailable("; ".join(problems))
+        return cls(why_not="; ".join(problems))
 
     def _problem(self) -> str:
-        """Why bubblewrap cannot sandbox a process here, or '' (it started one)."""
+        """Why this tool cannot sandbox a process here, or '' (it started one)."""
+        name = TOOLS[self.tool]
         if not sys.platform.startswith("linux"):
-            return f"the sandbox uses bubblewrap, which runs on Linux only (this is {sys.platform})"
-        if self.bwrap is None:
-            return "bubblewrap is not installed (apt-get install bubblewrap, or dnf install bubblewrap)"
-        try:
-            # With the GPU nodes a worker gets: a node that cannot be bound shows here, not at the first job.
-            done = subprocess.run(self._wrap(["true"], [], gpus=True), capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"bubblewrap could not start: {exc}"
+            return f"the sandbox uses {name}, which runs on Linux only (this is {sys.platform})"
+        if not self.path:
+            return f"{name} is not installed ({INSTALL[self.tool]})"
+        # With the GPU nodes a worker gets: a node that cannot be bound shows here, not at the first job.
+        done = self._try(["true"])
+        if isinstance(done, str):
+            return f"{name} could not start: {done}"
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
-            return f"bubblewrap cannot make a sandbox here ({lines[-1]}); user namespaces may be disabled"
+            return f"{name} cannot make a sandbox here ({lines[-1]}); user namespaces may be disabled"
+        # Where the GPU driver starts outside, it must start inside too: in one container
+        # (an H200 machine) unshare's view made cuInit fail (error 304), and with it every
+        # GPU evaluation, while bubblewrap's did not.
+        if cuda_init_error() == 0:
+            inside = self._try([sys.executable, "-c", _CUDA_INIT])
+            code = inside if isinstance(inside, str) else inside.returncode
+            if code != 0:
+                return f"{name} makes a sandbox here, but the GPU driver does not start inside it (cuInit: {code})"
         return ""
+
+    def _try(self, argv: list[str]) -> subprocess.CompletedProcess | str:
+        """`argv` run inside this sandbox, or why it could not be started."""
+        confined = self.prepare(argv)
+        try:
+            return subprocess.run(confined.argv, env=confined.env, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+        finally:
+            confined.remove_scratch()
 
     def prepare(self, argv: list[str], *, gpus: bool = True, env: Mapping[str, str] | None = None) -> Confined:
         """The command line and environment that start `argv` confined, with a fresh scratch
@@ -138,33 +171,72 @@ class Sandbox:
             environment.setdefault(name, str(pike_cache(environment) / folder))
             Path(environment[name]).mkdir(parents=True, exist_ok=True)
         writable = [scratch] + [Path(environment[name]).resolve() for name in CACHES]
-        return Confined(self._wrap(argv, writable, gpus), environment, scratch)
+        wrap = {None: lambda *_: list(argv), "bwrap": self._bwrap, "unshare": self._unshare}[self.tool]
+        return Confined(wrap(argv, writable, gpus), environment, scratch)
 
-    def _wrap(self, argv: list[str], writable: list[Path], gpus: bool) -> list[str]:
-        if self.bwrap is None:
-            return list(argv)
-        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc",
+    def _bwrap(self, argv: list[str], writable: list[Path], gpus: bool) -> list[str]:
+        args = [self.path, "--ro-bind", "/", "/", "--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc",
                 "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                 "--new-session",  # no controlling terminal: no keystrokes pushed into the user's shell
-                "--die-with-parent"]  # fmt: skip
-        if gpus:
-            for node in sorted(n for pattern in GPU_NODES for n in glob.glob(pattern)):
-                args += ["--dev-bind", node, node]
-        home = Path.home()
-        for path in [*HIDDEN, *(str(home / name) for name in HIDDEN_IN_HOME)]:
-            if os.path.isdir(path) and not os.path.islink(path):
-                args += ["--tmpfs", path]
-            elif os.path.isfile(path) and not os.path.islink(path):
-                args += ["--ro-bind", "/dev/null", path]
+                "--die-with-parent",
+                # Run by root, bubblewrap keeps root's capabilities, and a candidate could mount / writable again.
+                "--cap-drop", "ALL"]  # fmt: skip
+        for node in gpu_nodes() if gpus else []:
+            args += ["--dev-bind", node, node]
+        for path in hidden():
+            args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
         for path in filter(os.path.isdir, SHOWN_AGAIN):
             args += ["--ro-bind", path, path]
         for path in writable:
             args += ["--bind", str(path), str(path)]
         return args + ["--", *argv]
 
+    def _unshare(self, argv: list[str], writable: list[Path], gpus: bool) -> list[str]:
+        """New namespaces from unshare; the rest of the sandbox is namespaces.py's work, inside them."""
+        plan = {"writable": [str(path) for path in writable], "hide": hidden(),
+                "show": list(filter(os.path.isdir, SHOWN_AGAIN)), "gpu_nodes": gpu_nodes() if gpus else []}
+        # As root the namespaces need no user namespace; anyone else maps themselves to root inside one.
+        user = ["--user", "--map-root-user"] if os.geteuid() != 0 else []
+        return [self.path, "--mount", "--net", "--pid", "--fork", "--mount-proc", "--ipc", "--uts",
+                "--kill-child",  # the worker and all it started end with unshare
+                *user, "--", sys.executable, "-I", "-S", str(NAMESPACES), json.dumps(plan), "--", *argv]  # fmt: skip
+
     def exit_code(self, code: int | None) -> int | None:
-        """A sandboxed process's exit code as Popen gives it unsandboxed: bubblewrap
-        reports death by signal N as 128 + N (a candidate's own exit(139) reads the same)."""
+        """A sandboxed process's exit code as Popen gives it unsandboxed: both tools
+        report death by signal N as 128 + N (a candidate's own exit(139) reads the same)."""
         if self.enabled and code is not None and code > 128:
             return -(code - 128)
         return code
+
+
+# Exit code: cuInit's result (0: the driver started), 255 where there is no driver to load.
+_CUDA_INIT = """
+import ctypes, sys
+try:
+    driver = ctypes.CDLL("libcuda.so.1")
+except OSError:
+    sys.exit(255)
+sys.exit(min(driver.cuInit(0), 254))
+"""
+
+
+def cuda_init_error() -> int:
+    """cuInit's result in a fresh process here, unconfined (255: no GPU driver); a child
+    process, since the parent must not start CUDA before it forks workers."""
+    if not gpu_nodes():
+        return 255
+    try:
+        return subprocess.run([sys.executable, "-c", _CUDA_INIT], capture_output=True, timeout=60).returncode
+    except (OSError, subprocess.TimeoutExpired):
+        return 255
+
+
+def gpu_nodes() -> list[str]:
+    return sorted(node for pattern in GPU_NODES for node in glob.glob(pattern))
+
+
+def hidden() -> list[str]:
+    """The folders and files to cover that exist here (a link is left: covering it would cover its target)."""
+    home = Path.home()
+    paths = [*HIDDEN, *(str(home / name) for name in HIDDEN_IN_HOME)]
+    return [path for path in paths if os.path.exists(path) and not os.path.islink(path)]

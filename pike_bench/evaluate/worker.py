@@ -2,9 +2,9 @@
 CUDA error.
 
 The parent sends a job; the worker answers with progress lines (what it is doing
-now) and then the reply. The parent waits at most ``timeout`` seconds for each
-next message: a candidate that hangs is killed with its worker, and the last
-progress line says what it was doing. A worker that dies (``os._exit``, a
+now) and then the reply (the messages: :mod:`pike_bench.evaluate.messages`). The
+parent waits at most ``timeout`` seconds for each next message: a candidate that hangs
+is killed with its worker, and the last progress line says what it was doing. A worker that dies (``os._exit``, a
 segfault, the OOM killer) is seen as end-of-file on the pipe.
 """
 
@@ -23,7 +23,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Callable
 
-from pike_bench.evaluate.job import JobReply, JobRequest
+from pike_bench.evaluate.limits import VARIABLE, Limits, apply_from_environment
+from pike_bench.evaluate.messages import DONE, ERROR, PHASE, READY, JobReply, JobRequest
 from pike_bench.evaluate.sandbox import Confined, Sandbox
 
 OnPhase = Callable[[str, str], None]  # (what the worker is doing, which contestant or "")
@@ -41,25 +42,26 @@ class WorkerDied(Exception):
 
 def serve(conn: Connection) -> None:
     """The worker's main loop (runs in the child process, whose output goes to its log)."""
+    apply_from_environment()  # before any candidate code
     faulthandler.enable()  # a segfault leaves its Python stack in the log
     from pike_bench.evaluate.job import Worker
 
     worker = Worker()
-    conn.send(("ready", os.getpid()))
+    conn.send((READY, os.getpid()))
     while True:
         try:
             request = conn.recv()
         except EOFError:
             return
         except Exception:  # a request that does not unpickle here is our bug: say so
-            conn.send(("error", traceback.format_exc()))
+            conn.send((ERROR, traceback.format_exc()))
             continue
         try:
-            reply = worker.run(request, lambda phase, who: conn.send(("phase", (phase, who))))
+            reply = worker.run(request, lambda phase, who: conn.send((PHASE, (phase, who))))
         except Exception:
-            conn.send(("error", traceback.format_exc()))
+            conn.send((ERROR, traceback.format_exc()))
             continue
-        conn.send(("done", reply))
+        conn.send((DONE, reply))
 
 
 @dataclass
@@ -86,6 +88,7 @@ class WorkerProcess:
         fd, self.log_path = tempfile.mkstemp(prefix=f"pike_worker_{self.device.replace(':', '')}_", suffix=".log")
         # On the CPU, Triton candidates run in its interpreter.
         env = {"TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET", "1")} if self.device == "cpu" else {}
+        env[VARIABLE] = Limits.for_process(self.device, self.sandbox.enabled).encode()
         if self.compile_cache:
             env["TORCHINDUCTOR_CACHE_DIR"] = str(prepare_compile_cache(Path(self.compile_cache)))
             env["TORCHINDUCTOR_FX_GRAPH_CACHE"] = os.environ.get("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
@@ -120,13 +123,13 @@ class WorkerProcess:
         self.conn.send(request)
         while True:
             kind, payload = self._receive(timeout)
-            if kind == "phase":
+            if kind == PHASE:
                 self.phase, self.culprit = payload
                 if on_phase is not None:
                     on_phase(*payload)
-            elif kind == "done":
+            elif kind == DONE:
                 return payload
-            elif kind == "error":
+            elif kind == ERROR:
                 self.stop()
                 raise RuntimeError(f"pike-bench worker failed (a bug in pike-bench, please report):\n{payload}")
 
@@ -200,9 +203,11 @@ def _describe_exit(code: int | None) -> str:
         return "stopped answering"
     if code < 0:
         try:
-            return f"was killed by {signal.Signals(-code).name}"
+            name = signal.Signals(-code).name
         except ValueError:
             return f"was killed by signal {-code}"
+        # Python ignores SIGXFSZ (the write fails instead), unless the candidate restores its default.
+        return f"was killed by {name}" + (" (over the file size limit of candidates)" if name == "SIGXFSZ" else "")
     return f"exited with code {code}"
 
 

@@ -57,11 +57,3 @@ class ReplayProposer:
     async def aclose(self) -> None:
         pass
 
-
-def reply_record(request: Request, reply: Reply) -> str:
-    """One line of a replay file for a request and its reply."""
-    return json.dumps({
-        "task_id": request.task_id, "slot": request.slot, "role": request.role, "text": reply.text,
-        "model": reply.model, "input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens,
-        "dollars": reply.dollars,
-    })

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from pike_bench.evaluate import Evaluator, TimingOptions
-from pike_bench.evaluate.job import Contestant
+from pike_bench.evaluate.messages import Contestant
 from pike_bench.tasks import task_from_file
 
 HERE = Path(__file__).parent

@@ -1,10 +1,7 @@
 """Runtime pieces of the offline proposer's frontier moves, pasted into candidates.
 
-A candidate is one self-contained file (it cannot import pike_bench), so the moves in
-:mod:`pike_bench.llm.offline` copy the source of the objects they need from here into
-the candidate, after the task's own source. They use torch only, under the alias
-``_pike_torch`` as the other offline rewrites do, and they work on any module with the
-pattern they look for: nothing here knows a task's names.
+They work on any module with the pattern they look for (see
+:mod:`pike_bench.llm.moves.runtime` for how they reach a candidate).
 
 - host syncs: :class:`_PikeSyncProbe` runs a forward once and names the modules that
   call something a CUDA graph cannot hold (``.item()``, ``.tolist()``, ``nonzero``,
@@ -358,6 +355,12 @@ class _PikeGroupedLinear(_pike_torch.nn.Module):
         return y if self.bias is None else y + self.bias[:, None, :]
 
 
+def _pike_probe(*shape):
+    """A fixed random probe, drawn on the CPU whatever the default device: a task that builds
+    its model under `torch.device("cuda")` would otherwise refuse the CPU generator."""
+    return _pike_torch.randn(*shape, generator=_pike_torch.Generator().manual_seed(0), device="cpu")
+
+
 def _pike_linear_like(module):
     """(weight, bias) when the module computes F.linear(x, weight, bias) and has no other
     parameters (nn.Linear, or a task's own bias-free Linear); else None."""
@@ -365,7 +368,7 @@ def _pike_linear_like(module):
     weight, bias = params.get("weight"), params.get("bias")
     if weight is None or weight.dim() != 2 or set(params) - {"weight", "bias"}:
         return None
-    probe = _pike_torch.randn(3, weight.shape[1], generator=_pike_torch.Generator().manual_seed(0)).to(weight)
+    probe = _pike_probe(3, weight.shape[1]).to(weight)
     try:
         with _pike_torch.no_grad():
             same = _pike_torch.allclose(module(probe), _pike_torch.nn.functional.linear(probe, weight, bias))
@@ -465,7 +468,7 @@ def _pike_route_experts(model):
         if old_class not in _PIKE_MOE_CLASSES:
             _PIKE_MOE_CLASSES[old_class] = type(old_class.__name__ + "Grouped", (old_class,), {"forward": _pike_moe_forward})
         width = next(m for m in expert.modules() if isinstance(m, _PikeGroupedLinear)).weight.shape[-1]
-        probe = _pike_torch.randn(2, 4, width, generator=_pike_torch.Generator().manual_seed(0)).to(dtype)
+        probe = _pike_probe(2, 4, width).to(device=next(expert.parameters()).device, dtype=dtype)
         with _pike_torch.no_grad():
             try:
                 want = module(probe)

@@ -2,7 +2,7 @@
 
 A rewrite is a subclass of one of the task's classes whose methods are the originals
 with one pattern replaced; the candidate switches the built instances to it, and
-``_PikeChecked`` (:mod:`pike_bench.llm.offline_runtime`) keeps the switch only if the
+``_PikeChecked`` (:mod:`pike_bench.llm.moves.runtime.frontier`) keeps the switch only if the
 first call's output agrees with the original's. The task's own source is not edited.
 
 - attention: ``scores = q @ k^T [/ c]``, optional ``scores.masked_fill(m, -inf)`` or

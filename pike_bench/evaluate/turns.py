@@ -1,0 +1,144 @@
+"""Turns on one device between worker processes: timing alone, checking side by side.
+
+Several workers may serve one GPU (tasks in flight: one builds while another is timed).
+A timed round is fair only if nothing else runs on the GPU meanwhile: a kernel of
+another process, time-sliced in, lands in whichever contestant's call is being timed.
+So the workers of a device share a reader-writer lock, a pair of files locked with
+``flock``:
+
+- a timed section takes it exclusively (alone on the device);
+- a check (a model run on an input set, and the comparison) takes it shared: checks of
+  several workers may overlap, but none overlaps a timed section; so does any other run
+  of candidate code (its constructor, its first call, which compiles);
+- the rest takes nothing and overlaps everything: a worker starting, imports, a
+  baseline's build (trusted code compiling or capturing, one forward on the device),
+  the parent's work between jobs. That is the time the other workers use. (Input sets
+  are drawn within the turn that uses them: on the GPU, in milliseconds.)
+
+A waiting writer closes a turnstile first, so that a stream of checks cannot starve it.
+``flock`` needs only read access, so a sandboxed worker (read-only filesystem) can lock
+files the parent made; a lock dies with its process, so a killed worker frees it.
+Every turn taken is kept (kind, start, end in unix seconds), for reports of how busy the
+device was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+# A build that holds the device (a candidate's constructor and first call, where Triton
+# and torch.compile compile and autotune) is told apart from the checks proper.
+BUILD, CHECK, TIME = "build", "check", "time"
+POLL_SECONDS = 0.005
+HEARTBEAT_SECONDS = 5.0  # a waiting worker says so this often, so its parent's step timeout does not fire
+
+
+def lock_path(device: str) -> Path:
+    """The lock of a device as this machine names it: the device and the GPUs visible to
+    this process (cuda:0 of CUDA_VISIBLE_DEVICES=2 is another GPU than cuda:0 of all)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "all")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{visible}-{device}")
+    folder = Path(tempfile.gettempdir()) / f"pike-bench-turns-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"{name}.lock"
+
+
+def prepare_lock(path: str | Path) -> str:
+    """Make the lock's two files (a sandboxed worker cannot create them); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for file in (path, _turnstile(path)):
+        file.touch(exist_ok=True)
+    return str(path)
+
+
+def _turnstile(path: Path) -> Path:
+    return path.with_name(path.name + ".turnstile")
+
+
+class Turns:
+    """One worker's side of a device's lock; with no path, turns are only recorded."""
+
+    def __init__(self, path: str = "", waiting: Callable[[bool], None] = lambda still: None):
+        # waiting(True) every few seconds while it waits, waiting(False) once it has its turn
+        self.path, self.waiting = path, waiting
+        self.taken: list[tuple[str, float, float]] = []
+        self._files: tuple[int, int] | None = None
+
+    @contextlib.contextmanager
+    def check(self, kind: str = CHECK) -> Iterator[None]:
+        """A shared turn, recorded as `kind` (check or build)."""
+        with self._turn(kind, fcntl.LOCK_SH):
+            yield
+
+    @contextlib.contextmanager
+    def time(self) -> Iterator[None]:
+        with self._turn(TIME, fcntl.LOCK_EX):
+            yield
+
+    @contextlib.contextmanager
+    def _turn(self, kind: str, mode: int) -> Iterator[None]:
+        if not self.path:
+            start = time.time()
+            try:
+                yield
+            finally:
+                self.taken.append((kind, start, time.time()))
+            return
+        lock, turnstile = self._open()
+        self._take(turnstile, fcntl.LOCK_EX)
+        try:
+            self._take(lock, mode)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        start = time.time()
+        try:
+            yield
+        finally:
+            self.taken.append((kind, start, time.time()))
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _take(self, fd: int, mode: int) -> None:
+        """Poll rather than block: a waiting worker keeps telling its parent it is alive."""
+        said, waited = time.monotonic(), False
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pass
+            if time.monotonic() - said > HEARTBEAT_SECONDS:
+                self.waiting(True)
+                said, waited = time.monotonic(), True
+            time.sleep(POLL_SECONDS)
+        if waited:
+            self.waiting(False)
+
+    def _open(self) -> tuple[int, int]:
+        if self._files is None:
+            path = Path(self.path)
+            self._files = (os.open(path, os.O_RDONLY), os.open(_turnstile(path), os.O_RDONLY))
+        return self._files
+
+    def held(self) -> list[tuple[str, float, float]]:
+        """The turns taken since the last call (one job's)."""
+        taken, self.taken = self.taken, []
+        return taken
+
+
+def busy_seconds(turns: list[tuple[str, float, float]], kinds: tuple[str, ...] = (CHECK, TIME)) -> float:
+    """Seconds in which at least one of the turns of the given kinds was held (their union)."""
+    spans = sorted((start, end) for kind, start, end in turns if kind in kinds)
+    total, reach = 0.0, float("-inf")
+    for start, end in spans:
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total

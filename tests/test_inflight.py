@@ -1,0 +1,132 @@
+"""Tasks in flight: one task checked and timed while another builds, each timing alone on
+its device (two CPU workers sharing a lock stand for two workers of one GPU)."""
+
+import asyncio
+import json
+import sqlite3
+
+from pike_bench.evaluate import Evaluator, TimingOptions
+from pike_bench.evaluate.turns import TIME, busy_seconds
+from pike_bench.inflight import InFlight
+from pike_bench.optimize import Optimizer, OptimizeOptions
+from pike_bench.progress import Evaluated
+from pike_bench.tasks import task_from_file
+
+from conftest import CANDIDATES, DATA
+
+pytest_plugins = ["pytester"]
+FAST = dict(trials=2, timing=TimingOptions(warmup=1, min_rounds=10, max_seconds=0.3), baselines=("eager",))
+TINY, CONV = DATA / "level0" / "1_TinyMLP.py", DATA / "level0" / "2_TinyConvBN.py"
+
+
+def slowed(seconds: float, where: str) -> str:
+    """The good candidate, sleeping in its forward ("forward") or once at import ("import")."""
+    source = (CANDIDATES / "good.py").read_text().replace("import torch\n", "import time\n\nimport torch\n", 1)
+    if where == "import":
+        return source + f"\ntime.sleep({seconds})  # stands for an extension compiled at import\n"
+    return source.replace("return self.fc2(", f"time.sleep({seconds})\n        return self.fc2(")
+
+
+def overlap(a, b) -> bool:
+    return a[1] < b[2] and b[1] < a[2]
+
+
+def crossings(mine, theirs) -> int:
+    """How often a timed section of one evaluation overlaps any turn of the other."""
+    return sum(overlap(t, o) for t in mine if t[0] == TIME for o in theirs) + \
+        sum(overlap(t, o) for t in theirs if t[0] == TIME for o in mine)
+
+
+def evaluate_both_at_once(first: Evaluator, second: Evaluator, source: str):
+    task = task_from_file(TINY)
+    for evaluator in (first, second):  # workers up and the reference built: what follows is checks and timing
+        evaluator.evaluate(task, source)
+
+    async def both():
+        return await asyncio.gather(asyncio.to_thread(first.evaluate, task, source + "\n# a\n"),
+                                    asyncio.to_thread(second.evaluate, task, source + "\n# b\n"))
+
+    return asyncio.run(both())
+
+
+def test_a_timed_section_runs_alone_among_the_workers_of_a_device(tmp_path):
+    source = slowed(0.02, "forward")
+    with Evaluator("cpu", device_lock=tmp_path / "cpu.lock", **FAST) as first, first.twin() as second:
+        a, b = evaluate_both_at_once(first, second, source)
+    assert a.status == b.status == "correct"
+    assert [t[0] for t in a.turns].count(TIME) == [t[0] for t in b.turns].count(TIME) == 1
+    assert crossings(a.turns, b.turns) == 0  # while one timed, the other neither checked nor timed
+    # Without the lock the same two evaluations run into each other: the lock is what keeps them apart.
+    with Evaluator("cpu", device_lock=None, **FAST) as first, first.twin() as second:
+        a, b = evaluate_both_at_once(first, second, source)
+    assert crossings(a.turns, b.turns) > 0
+
+
+def replies(path, sources: dict[str, str]):
+    """One recorded optimizer reply per task."""
+    path.write_text("".join(json.dumps({"task_id": task_id, "role": "optimizer", "text": f"```python\n{source}```"})
+                            + "\n" for task_id, source in sources.items()))
+    return str(path)
+
+
+def test_a_second_task_is_checked_and_timed_while_the_first_builds_and_a_rerun_resumes_both(tmp_path):
+    tiny, conv = task_from_file(TINY), task_from_file(CONV)
+    good_conv = CONV.read_text() + "\n\nModelNew = Model\n"
+    options = OptimizeOptions(strategy="pike-b-no-iba", budget_queries=1, llm="replay",
+                              replay_file=replies(tmp_path / "replies.jsonl", {
+                                  tiny.id: slowed(10, "import"), conv.id: good_conv}),
+                              store_path=tmp_path / "runs.sqlite", solutions_dir=tmp_path / "solutions")
+    events = []
+
+    def run_both():
+        with Evaluator("cpu", device_lock=tmp_path / "cpu.lock", **FAST) as evaluator:
+            lanes = InFlight(Optimizer(evaluator, options, progress=events.append), 2)
+            try:
+                return lanes.optimize_all([tiny, conv])
+            finally:
+                lanes.close()
+
+    outcomes = run_both()
+    assert [o.task_id for o in outcomes] == [tiny.id, conv.id]
+    assert [o.best.outcome.status for o in outcomes] == ["correct", "correct"]
+    assert [o.queries for o in outcomes] == [1, 1]  # each task's own budget, as alone
+    first, second = (o.best.outcome.result for o in outcomes)
+    first_turn = min(start for _, start, _ in first.turns)  # the first task's candidate built: its first turn
+    assert max(end for _, _, end in second.turns) < first_turn  # the second was checked and timed before it
+    assert busy_seconds(second.turns, (TIME,)) > 0
+
+    # The same command again: both runs found in the record, nothing asked or evaluated again.
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        before = db.execute("select count(*) from evaluations").fetchone()[0], \
+            db.execute("select count(*) from llm_calls").fetchone()[0]
+    events.clear()
+    again = run_both()
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        after = db.execute("select count(*) from evaluations").fetchone()[0], \
+            db.execute("select count(*) from llm_calls").fetchone()[0]
+        runs = db.execute("select count(*) from runs").fetchone()[0]
+    assert after == before == (2, 2) and runs == 2
+    assert [o.best.outcome.status for o in again] == ["correct", "correct"]
+    assert all(e.reused for e in events if isinstance(e, Evaluated))
+
+
+def test_under_pytest_items_wait_for_their_tasks_which_run_together(pytester):
+    tasks = pytester.path / "tasks" / "level0"
+    tasks.mkdir(parents=True)
+    for path in (TINY, CONV):
+        (tasks / path.name).write_text(path.read_text())
+    replay = replies(pytester.path / "replies.jsonl", {
+        "level0/1_TinyMLP": slowed(6, "import"), "level0/2_TinyConvBN": CONV.read_text() + "\n\nModelNew = Model\n"})
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--pike-tasks", "tasks", "--pike-device", "cpu", "--pike-max-time", "0.3",
+        "--pike-baselines", "eager", "--pike-trials", "2", "--pike-optimize", "--pike-strategy", "pike-b-no-iba",
+        "--pike-budget", "1", "--pike-llm", "replay", "--pike-replay", replay, "--pike-store", "runs.sqlite",
+        "--pike-in-flight", "2")
+    result.assert_outcomes(passed=2)
+    # The second item's task ended first, while the first item waited for its own.
+    result.stdout.fnmatch_lines(["*level0/2_TinyConvBN: done in *", "*level0/1_TinyMLP: done in *"])
+    with sqlite3.connect(pytester.path / "runs.sqlite") as db:
+        rows = db.execute("select c.task_id, e.created_at - json_extract(e.result, '$.seconds'), e.created_at "
+                          "from evaluations e join candidates c on c.id = e.candidate_id order by c.task_id").fetchall()
+    (_, tiny_start, tiny_end), (_, conv_start, conv_end) = rows
+    assert conv_start < tiny_end and conv_end < tiny_end  # the second item's task ran during the first's
