@@ -55,6 +55,8 @@ def test_a_bad_value_is_one_line_naming_the_option_as_given(pytester, capsys):
         Settings.from_args(build_parser().parse_args(["optimize", "t", "--trials", "0"]))
     with pytest.raises(SettingsError, match="^--pike-trials must be at least 1$"):
         Settings.from_pytest(pytester.parseconfig("--pike-trials", "0"))
+    with pytest.raises(SettingsError, match="^--in-flight must be at least 1, and 1 with --ray "):
+        Settings.from_args(build_parser().parse_args(["optimize", "t", "--in-flight", "0"]))
     with pytest.raises(SystemExit) as exited:  # eval takes no budget: argparse's own error
         main(["eval", str(DATA / "level0" / "1_TinyMLP.py"), str(CANDIDATES / "good.py"), "--budget", "0"])
     assert exited.value.code == 2 and "unrecognized arguments: --budget 0" in capsys.readouterr().err
