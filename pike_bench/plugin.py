@@ -3,7 +3,7 @@
 Registered through the ``pytest11`` entry point, so it is loaded into every pytest run
 of the environment; it stays inert (no torch, no task discovery, no worker) until a
 ``--pike-*`` option is given or a task file is collected. The options and the objects
-built from them are :mod:`pike_bench.options`'; the work is the library's.
+built from them live in :mod:`pike_bench.options`; the work is the library's.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class TaskFile(pytest.Module):
     task: Task | None = None
 
     def _getobj(self):
-        from pike_bench import task_tests  # the task's own code is imported by the worker, not here
+        # The module's test functions, not the task file (tasks.task_from_file loads that).
+        from pike_bench import task_tests
 
         return task_tests
 
