@@ -186,11 +186,10 @@ class Evaluator:
                     reply = self._reply_without_worker(task_error=f"the reference: {died.reason}")
                     break
                 blamed[culprit] = ContestantResult(culprit, died.status, died.reason, died.detail)
-                remaining = [c for c in request.contestants if c.name != culprit]
-                if culprit == CANDIDATE or not remaining:
+                if culprit == CANDIDATE or len(request.contestants) == 1:
                     reply = self._reply_without_worker()
                     break
-                request = replace(request, contestants=remaining)  # the others, without the one that failed
+                request = _without(request, culprit)  # the others, without the one that failed
                 continue
             if reply.recycle:
                 self.worker.stop()
@@ -200,7 +199,7 @@ class Evaluator:
                 # ended the CUDA context before the others were timed: they run again in
                 # a fresh worker, without it, rather than go untimed.
                 blamed[breaker] = reply.results[breaker]
-                request = replace(request, contestants=[c for c in request.contestants if c.name != breaker])
+                request = _without(request, breaker)
                 continue
             break
         reply.results.update(blamed)
@@ -283,6 +282,11 @@ class Evaluator:
                 f"{speedup.value:.1f}x over {name}, the fastest baseline, is above the {self.suspicious_over:g}x "
                 "threshold: it passed every check, but a person should look before it is trusted"
             )
+
+
+def _without(request: JobRequest, name: str) -> JobRequest:
+    """The same job without one contestant (one that crashed its worker or broke CUDA)."""
+    return replace(request, contestants=[c for c in request.contestants if c.name != name])
 
 
 def speedups_over(timing: Timing | None, baselines: dict[str, ContestantResult]) -> dict[str, Speedup]:

@@ -20,6 +20,7 @@ nor timing: see the README's section on the sandbox.
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -220,9 +221,11 @@ sys.exit(min(driver.cuInit(0), 254))
 """
 
 
+@functools.lru_cache(maxsize=1)
 def cuda_init_error() -> int:
     """cuInit's result in a fresh process here, unconfined (255: no GPU driver); a child
-    process, since the parent must not start CUDA before it forks workers."""
+    process, since the parent must not start CUDA before it forks workers. Asked once per
+    process: every tool `choose` tries is compared with the same answer."""
     if not gpu_nodes():
         return 255
     try:
