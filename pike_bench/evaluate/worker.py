@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Callable
 
+from pike_bench.evaluate import build_lock
 from pike_bench.evaluate.limits import VARIABLE, Limits, apply_from_environment
 from pike_bench.evaluate.messages import DONE, ERROR, PHASE, READY, JobReply, JobRequest
 from pike_bench.evaluate.sandbox import Confined, Sandbox
@@ -44,6 +45,7 @@ def serve(conn: Connection) -> None:
     """The worker's main loop (runs in the child process, whose output goes to its log)."""
     apply_from_environment()  # before any candidate code
     faulthandler.enable()  # a segfault leaves its Python stack in the log
+    build_lock.install()  # a candidate killed mid-build must not stall the next build of its extension
     from pike_bench.evaluate.job import Worker
 
     worker = Worker()

@@ -1,0 +1,51 @@
+"""A build lock for torch's C++/CUDA extensions that ends with the process holding it.
+
+`load_inline` guards each extension's build folder with torch's `FileBaton`: a `lock` file
+created with O_EXCL and removed when the build ends. A worker killed mid-build (its time
+limit, a crash, Ctrl-C) leaves the file behind, and every later build of that extension,
+in this run or the next, waits for it until its own time limit. The baton here keeps
+torch's protocol (try to take it; else wait for the builder; release) but takes the
+kernel's lock on the file (flock, through `filelock`), which the kernel drops when the
+holder dies. A file left by torch's own baton is then just a file.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import filelock
+
+
+class BuildLock:
+    """Drop-in for torch.utils.file_baton.FileBaton (the methods cpp_extension calls)."""
+
+    def __init__(self, lock_file_path: str, wait_seconds: float = 0.1, warn_after_seconds: float | None = None):
+        self.lock_file_path = lock_file_path
+        self._lock = filelock.FileLock(lock_file_path)
+
+    def try_acquire(self) -> bool:
+        try:
+            self._lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return False
+        return True
+
+    def wait(self) -> None:
+        """Until the builder has finished (or died): then its lock is free for a moment."""
+        with self._lock:
+            pass
+
+    def release(self) -> None:
+        # The file stays: removing it while another process waits on it would let a third
+        # create a new file and lock that, and two would build at once.
+        self._lock.release()
+
+
+def install() -> None:
+    """Use BuildLock for every extension this process builds from now on."""
+    import torch.utils.file_baton
+
+    torch.utils.file_baton.FileBaton = BuildLock
+    cpp_extension = sys.modules.get("torch.utils.cpp_extension")  # imported already: it holds its own name
+    if cpp_extension is not None:
+        cpp_extension.FileBaton = BuildLock
