@@ -214,7 +214,24 @@ def accept_solution(args: argparse.Namespace, settings: Settings) -> int:
     speedups = kept.accepted["speedups"]
     print(f"kept {kept.path(settings.solutions_dir)}: " + ", ".join(
         f"{v['value']:.2f}x over {k}" for k, v in speedups.items()) + f" on {kept.accepted['device_name']}")
+    if "flagged" in kept.accepted:
+        _record_review(settings.store_path, task.id, source, kept)
     return EXIT_OK
+
+
+def _record_review(store_path: Path, task_id: str, source: str, kept) -> None:
+    """A flagged candidate accepted by hand counts as its task's best in the record's leaderboard."""
+    from pike_bench.store import Store
+
+    if not store_path.exists():
+        print(f"flagged ({kept.accepted['flagged']}); accepted by hand. No record at {store_path} to note the "
+              "review in (--store PATH names the record whose leaderboard should count it)")
+        return
+    note = f"accepted by hand with pike accept on {kept.accepted['device_name']}: {kept.accepted['flagged']}"
+    with Store(store_path) as store:
+        found = store.record_review(task_id, source, note)
+    print(f"review noted in {store_path}: " + (f"its leaderboard counts this candidate ({found} in the record)"
+          if found else "no candidate of the record has this source yet; it counts once one does"))
 
 
 def remove_solution(args: argparse.Namespace, settings: Settings) -> int:

@@ -63,7 +63,7 @@ from tabulate import tabulate
 from pike_bench.evaluate.result import Speedup
 from pike_bench.store import Store
 
-SCHEMA_VERSION = 3  # 2: the graph baseline; 3: mark subsets, all-task geomeans over compile and graph, below_graph (moves: added, readers unaffected)
+SCHEMA_VERSION = 3  # 2: the graph baseline; 3: mark subsets, all-task geomeans over compile and graph, below_graph (moves, reviewed: added, readers unaffected)
 SCHEMA_PATH = Path(__file__).with_name("leaderboard_schema.json")
 AXES = ("queries", "dollars")
 VIEWS = ("entries", "compare")
@@ -118,6 +118,7 @@ class Entry:
     marks: list[str] = field(default_factory=list)  # the asked-for pytest marks the task carries
     below_graph: str | None = None  # why the best is below the graph baseline (or none is correct)
     moves: str | None = None  # which candidate (move) won, and how each other one did
+    reviewed: bool = False  # the best was flagged suspicious and accepted by a person (pike accept)
 
     @property
     def solved(self) -> bool:
@@ -378,6 +379,8 @@ def _moves(best: dict | None, candidates: list[dict], calls: list[dict]) -> str 
     name = _namer(calls)
     top = next((c for c in evaluated if best is not None and c["id"] == best["id"]), None)
     won = f"won by {name(top)} at {_x(top['speedup_eager'])} over eager" if top else "no correct candidate"
+    if top is not None and best["reviewed"]:
+        won += " (flagged suspicious, accepted after review)"
     others = [_how_it_did(name(c), c) for c in evaluated if c is not top]
     return won + ("; others: " + "; ".join(others) if others else "")
 
@@ -410,6 +413,7 @@ def _fill_best(entry: Entry, best: dict, result: dict) -> None:
     entry.languages = list(result.get("languages") or [])
     entry.precision = result.get("precision") or ""
     entry.device_name = result.get("device_name") or ""
+    entry.reviewed = best["reviewed"]
 
 
 def _baseline_ms(result: dict, name: str) -> float | None:

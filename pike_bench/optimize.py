@@ -67,6 +67,7 @@ class TaskOutcome:
     speedup_graph: float | None = None  # None where the graph baseline was not timed (the CPU)
     review: Scored | None = None  # the fastest candidate flagged suspicious, if faster than the best correct one
     review_file: Path | None = None  # its source, for `pike accept` after a person has looked
+    store_path: Path | None = None  # the record, where `pike accept --store` notes the review
 
 
 def choose_llm(options: OptimizeOptions) -> str:
@@ -311,6 +312,7 @@ class Optimizer:
             outcome.review_file = self.options.store_path.parent / "review" / f"{task.id.replace('/', '__')}.py"
             outcome.review_file.parent.mkdir(parents=True, exist_ok=True)
             outcome.review_file.write_text(flagged[0].source)
+            outcome.store_path = self.options.store_path
         return outcome
 
     def _write_solution(self, task: Task, best: Scored, result: EvalResult) -> tuple[Path | None, str]:

@@ -81,4 +81,4 @@ def review_line(outcome) -> str:
     """A task whose fastest candidate was flagged suspicious: its speedup, and how to keep it."""
     flagged = outcome.review.outcome
     return (f"{outcome.task_id}: best candidate needs review: {flagged.speedup:.2f}x over eager ({flagged.reason}); "
-            f"after review: pike accept {outcome.review_file} --task {outcome.task_id}")
+            f"after review: pike accept {outcome.review_file} --task {outcome.task_id} --store {outcome.store_path}")

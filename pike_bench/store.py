@@ -133,6 +133,8 @@ _UNANSWERED = ("pending", "lost")
 # Tables that only add to a record, made where missing each time a file is opened: a file
 # of any version gains them, and a pike-bench that does not know them reads on as before,
 # so they need no schema version.
+# reviews: candidates flagged suspicious that a person read and accepted (`pike accept`);
+# they count as a task's best from then on, in every run that has them.
 # compile_builds: each build of the compile baseline, by what decides its compiled code:
 # the task file, the GPU, torch and the compile mode. Inductor's cache beside the record
 # makes a second build of the same key a load (cache hits) rather than a compile.
@@ -151,6 +153,13 @@ CREATE TABLE IF NOT EXISTS compile_builds (
 );
 CREATE INDEX IF NOT EXISTS compile_builds_by_key
     ON compile_builds (task_sha256, device_name, torch_version, compile_mode);
+CREATE TABLE IF NOT EXISTS reviews (
+    task_id     TEXT NOT NULL,
+    source_hash TEXT NOT NULL,
+    note        TEXT NOT NULL,          -- who accepted it and on what evaluation
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (task_id, source_hash)
+);
 """
 
 # The latest evaluation of each candidate: a candidate evaluated again is judged by its newest result.
@@ -472,16 +481,20 @@ class Store:
         return bool(self._read("SELECT 1 FROM evaluations WHERE candidate_id = ? LIMIT 1", (candidate_id,)))
 
     def best(self, run_id: int, task_id: str) -> dict | None:
-        """The fastest correct candidate: id, source, slot, agent, candidate_ms, speedups.
+        """The fastest correct candidate: id, source, slot, agent, candidate_ms, speedups, reviewed.
 
-        Only "correct" counts (a "suspicious" one waits for a person). Ranked by the
-        speedup over eager, then by median time: the speedup is paired with the baseline
-        in the same rounds, so it survives the drift that moves absolute times between
-        evaluations made minutes apart; the time decides only without an eager baseline."""
+        "correct" counts, and "suspicious" once a person has accepted it (`record_review`;
+        ``reviewed`` is then True). Ranked by the speedup over eager, then by median time:
+        the speedup is paired with the baseline in the same rounds, so it survives the
+        drift that moves absolute times between evaluations made minutes apart; the time
+        decides only without an eager baseline."""
         rows = self._read(
-            "SELECT c.id, c.source, c.slot, c.agent, e.id AS evaluation_id, e.candidate_ms, e.result"
+            "SELECT c.id, c.source, c.slot, c.agent, e.id AS evaluation_id, e.candidate_ms, e.result,"
+            " e.status = 'suspicious' AS reviewed"
             " FROM candidates c JOIN evaluations e ON e.candidate_id = c.id"
-            f" WHERE c.run_id = ? AND c.task_id = ? AND e.status = 'correct' AND {_LATEST_EVALUATION}"
+            f" WHERE c.run_id = ? AND c.task_id = ? AND {_LATEST_EVALUATION} AND (e.status = 'correct'"
+            " OR (e.status = 'suspicious' AND EXISTS (SELECT 1 FROM reviews r"
+            " WHERE r.task_id = c.task_id AND r.source_hash = c.source_hash)))"
             " ORDER BY e.speedup_eager IS NULL, e.speedup_eager DESC, e.candidate_ms IS NULL, e.candidate_ms, c.id"
             " LIMIT 1",
             (run_id, task_id),
@@ -490,7 +503,18 @@ class Store:
             return None
         best = dict(rows[0])
         best["speedups"] = json.loads(best.pop("result"))["speedups"]
+        best["reviewed"] = bool(best["reviewed"])
         return best
+
+    def record_review(self, task_id: str, source: str, note: str) -> int:
+        """A person accepted this flagged candidate: it may be the task's best. Returns how
+        many of the record's candidates have this source (0: none yet; it counts when one does)."""
+        digest = source_hash(source)
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO reviews (task_id, source_hash, note, created_at) VALUES (?, ?, ?, ?)",
+                       (task_id, digest, note, time.time()))
+            return db.execute("SELECT COUNT(*) FROM candidates WHERE task_id = ? AND source_hash = ?",
+                              (task_id, digest)).fetchone()[0]
 
     def candidates(self, run_id: int, task_id: str) -> list[dict]:
         """Every candidate of the task in this run, oldest first, with its latest evaluation (None if none).

@@ -12,6 +12,7 @@ import torch
 
 from pike_bench.candidate import extract_code, import_source
 from pike_bench.evaluate import Evaluator, TimingOptions
+from pike_bench import leaderboard
 from pike_bench.llm import Request
 from pike_bench.llm.moves.library import channels_last_3d, moe_grouped, plan, scan_chunked, sdpa_rewrite
 from pike_bench.llm.moves.render import Recipe, render
@@ -234,13 +235,21 @@ def test_an_offline_budget_stops_at_the_library_and_a_flagged_best_says_how_to_a
     assert outcome.best is None and outcome.review is not None and outcome.review.outcome.status == "suspicious"
     assert outcome.review_file.read_text() == outcome.review.source
     summary = optimize_table([outcome])
-    command = f"pike accept {outcome.review_file} --task level0/1_TinyMLP"
+    command = f"pike accept {outcome.review_file} --task level0/1_TinyMLP --store {options.store_path}"
     assert "level0/1_TinyMLP: best candidate needs review: " in summary and command in summary
     assert "over eager, the fastest baseline" in summary
+    [entry] = leaderboard.build(options.store_path).entries
+    assert entry.best_candidate_id is None
+    # Accepted after review (flagged again at this threshold): kept, and the record's leaderboard counts it.
     accepted = subprocess.run([sys.executable, "-m", "pike_bench.cli", "accept", str(outcome.review_file),
-                               "--task", str(task.path), "--device", "cpu", "--solutions", str(tmp_path / "kept")],
+                               "--task", str(task.path), "--device", "cpu", "--solutions", str(tmp_path / "kept"),
+                               "--store", str(options.store_path), "--suspicious-over", "1e-3"],
                               capture_output=True, text=True, timeout=600)
     assert accepted.returncode == 0 and "kept " in accepted.stdout, accepted.stderr
+    assert "review noted in " in accepted.stdout and "its leaderboard counts this candidate" in accepted.stdout
+    [entry] = leaderboard.build(options.store_path).entries
+    assert entry.reviewed and entry.speedup_eager.value == pytest.approx(outcome.review.outcome.speedup)
+    assert "accepted after review" in entry.moves
 
 
 def test_offline_replies_name_the_move_and_fit_the_screen():

@@ -284,6 +284,20 @@ def test_best_is_the_fastest_correct_candidate(path):
         assert store.best(run_id, TASK)["id"] == slow
 
 
+def test_a_flagged_candidate_counts_as_best_once_a_person_accepts_it(path):
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {})
+        for source, status, eager in (("honest", CORRECT, 3.0), ("too good", SUSPICIOUS, 30.0), ("wrong", INCORRECT, 60.0)):
+            store.record_evaluation(record_candidate(store, run_id, source, source), eval_result(status, ms=1.0, eager=eager))
+        assert (store.best(run_id, TASK)["source"], store.best(run_id, TASK)["reviewed"]) == ("honest", False)
+        assert store.record_review(TASK, "too good", "read by hand") == 1
+        assert store.record_review("level3/other", "wrong", "another task's review") == 0
+        assert (store.best(run_id, TASK)["source"], store.best(run_id, TASK)["reviewed"]) == ("too good", True)
+    with Store(path) as store:  # the review is in the file, and a second one replaces the first
+        assert store.record_review(TASK, "too good", "read again") == 1
+        assert store.best(run_id, TASK)["source"] == "too good"
+
+
 def test_best_without_baselines_is_the_lowest_time(path):
     with Store(path) as store:
         run_id = store.start_run("run-a", {})
