@@ -258,3 +258,35 @@ def test_unshare_makes_its_sandbox_where_one_mount_covers_another(tmp_path):
     finally:
         confined.remove_scratch()
     assert (done.returncode, done.stdout) == (0, "read-only\n"), done.stderr
+
+
+FAKE_DRIVER = """
+#include <stdlib.h>
+/* cuInit as a sandbox that hides what the driver needs makes it fail: 304 where the
+   variable below, which the sandbox's environment allow-list drops, is missing. */
+int cuInit(unsigned int flags) { return getenv("PIKE_TEST_DRIVER_SEES_ALL") || ALWAYS ? 0 : 304; }
+"""
+
+
+@pytest.mark.parametrize("tool", EACH_TOOL)
+@pytest.mark.parametrize("starts_inside", [False, True])
+def test_a_tool_is_chosen_only_where_the_gpu_driver_starts_inside_it_too(tool, starts_inside, tmp_path, monkeypatch):
+    library = tmp_path / "libcuda.so.1"
+    source = tmp_path / "driver.c"
+    source.write_text(FAKE_DRIVER)
+    subprocess.run(["cc", "-shared", "-fPIC", f"-DALWAYS={int(starts_inside)}", "-o", str(library), str(source)],
+                   check=True)
+    monkeypatch.setattr(sandbox, "CUDA_DRIVER", str(library))
+    monkeypatch.setattr(sandbox, "GPU_NODES", ("/dev/null",))  # a "GPU" here, so the driver is asked
+    monkeypatch.setenv("PIKE_TEST_DRIVER_SEES_ALL", "1")
+    sandbox_module.cuda_init_error.cache_clear()
+    try:
+        chosen = Sandbox.choose("auto", tools=(tool,))
+        assert sandbox_module.cuda_init_error() == 0  # outside, the driver starts
+    finally:
+        sandbox_module.cuda_init_error.cache_clear()
+    if starts_inside:
+        assert (chosen.tool, chosen.why_not) == (tool, "")
+    else:
+        assert chosen.tool is None
+        assert chosen.why_not.endswith("makes a sandbox here, but the GPU driver does not start inside it (cuInit: 304)")

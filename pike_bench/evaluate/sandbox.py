@@ -147,8 +147,8 @@ class Sandbox:
         # (an H200 machine) unshare's view made cuInit fail (error 304), and with it every
         # GPU evaluation, while bubblewrap's did not.
         if cuda_init_error() == 0:
-            inside = self._try([sys.executable, "-c", _CUDA_INIT])
-            code = inside if isinstance(inside, str) else inside.returncode
+            inside = self._try([sys.executable, "-c", _CUDA_INIT.format(library=CUDA_DRIVER)])
+            code = inside if isinstance(inside, str) else _cuda_init_result(inside)
             if code != 0:
                 return f"{name} makes a sandbox here, but the GPU driver does not start inside it (cuInit: {code})"
         return ""
@@ -210,28 +210,41 @@ class Sandbox:
         return code
 
 
-# Exit code: cuInit's result (0: the driver started), 255 where there is no driver to load.
+# Prints cuInit's result (0: the driver started; 304 where a sandbox hides what it needs),
+# or exits with 1 where there is no driver to load.
+CUDA_DRIVER = "libcuda.so.1"
 _CUDA_INIT = """
 import ctypes, sys
 try:
-    driver = ctypes.CDLL("libcuda.so.1")
+    driver = ctypes.CDLL({library!r})
 except OSError:
-    sys.exit(255)
-sys.exit(min(driver.cuInit(0), 254))
+    sys.exit(1)
+print(driver.cuInit(0))
 """
+NO_DRIVER = -1
+
+
+def _cuda_init_result(done: subprocess.CompletedProcess) -> int:
+    """cuInit's result from a run of _CUDA_INIT, or NO_DRIVER."""
+    try:
+        return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else NO_DRIVER
+    except (ValueError, IndexError):
+        return NO_DRIVER
 
 
 @functools.lru_cache(maxsize=1)
 def cuda_init_error() -> int:
-    """cuInit's result in a fresh process here, unconfined (255: no GPU driver); a child
-    process, since the parent must not start CUDA before it forks workers. Asked once per
-    process: every tool `choose` tries is compared with the same answer."""
+    """cuInit's result in a fresh process here, unconfined (NO_DRIVER: no GPU driver); a
+    child process, since the parent must not start CUDA before it forks workers. Asked
+    once per process: every tool `choose` tries is compared with the same answer."""
     if not gpu_nodes():
-        return 255
+        return NO_DRIVER
     try:
-        return subprocess.run([sys.executable, "-c", _CUDA_INIT], capture_output=True, timeout=60).returncode
+        done = subprocess.run([sys.executable, "-c", _CUDA_INIT.format(library=CUDA_DRIVER)], capture_output=True,
+                              text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
-        return 255
+        return NO_DRIVER
+    return _cuda_init_result(done)
 
 
 def gpu_nodes() -> list[str]:
