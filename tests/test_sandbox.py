@@ -276,8 +276,8 @@ def test_a_tool_is_chosen_only_where_the_gpu_driver_starts_inside_it_too(tool, s
     source.write_text(FAKE_DRIVER)
     subprocess.run(["cc", "-shared", "-fPIC", f"-DALWAYS={int(starts_inside)}", "-o", str(library), str(source)],
                    check=True)
-    monkeypatch.setattr(sandbox, "CUDA_DRIVER", str(library))
-    monkeypatch.setattr(sandbox, "GPU_NODES", ("/dev/null",))  # a "GPU" here, so the driver is asked
+    monkeypatch.setattr(sandbox_module, "CUDA_DRIVER", str(library))
+    monkeypatch.setattr(sandbox_module, "GPU_NODES", ("/dev/null",))  # a "GPU" here, so the driver is asked
     monkeypatch.setenv("PIKE_TEST_DRIVER_SEES_ALL", "1")
     sandbox_module.cuda_init_error.cache_clear()
     try:
