@@ -7,6 +7,10 @@ in this run or the next, waits for it until its own time limit. The baton here k
 torch's protocol (try to take it; else wait for the builder; release) but takes the
 kernel's lock on the file (flock, through `filelock`), which the kernel drops when the
 holder dies. A file left by torch's own baton is then just a file.
+
+Every process that builds into the same extension folder must use this lock: torch's own
+baton waits for the file to go, and this one leaves it (see `release`). The worker and the
+prebuild process install it before importing a candidate.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pike_bench.evaluate import build_lock
 from pike_bench.evaluate.limits import VARIABLE, Limits, apply_from_environment
 from pike_bench.evaluate.sandbox import Sandbox
 from pike_bench.screen import screen
@@ -119,6 +120,7 @@ def main() -> int:
     from pike_bench.candidate import import_source
 
     apply_from_environment()  # before any candidate code
+    build_lock.install()  # the worker builds under the same lock: the two must agree on it
     source = sys.stdin.read()
     with tempfile.TemporaryDirectory(prefix="pike_prebuild_") as folder:
         try:
