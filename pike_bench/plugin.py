@@ -8,6 +8,7 @@ built from them live in :mod:`pike_bench.options`; the work is the library's.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,21 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     if plugin is not None and plugin.is_task_file(file_path):
         return TaskFile.from_parent(parent, path=file_path)
     return None
+
+
+def _in_task_order(items: list[pytest.Item]) -> None:
+    """Task files in their numbers' order, as KernelBench numbers them (1_MLP, 2_..., 10_...),
+    where pytest's name order puts 10_ResNet101 before 1_MLP. Only the task items move,
+    among the places they held; a file's items keep their order."""
+    places = [n for n, item in enumerate(items) if item.getparent(TaskFile) is not None]
+    ordered = sorted((items[n] for n in places), key=lambda item: _numbered(item.getparent(TaskFile).path))
+    for n, item in zip(places, ordered):
+        items[n] = item
+
+
+def _numbered(path: Path) -> tuple:
+    number = re.match(r"\d+", path.name)
+    return str(path.parent), int(number.group()) if number else float("inf"), path.name
 
 
 def _asked(config: pytest.Config) -> bool:
@@ -153,6 +169,7 @@ class PikePlugin:
         if len(keep) < len(items):
             config.hook.pytest_deselected(items=[i for i in items if i not in keep])
             items[:] = keep
+        _in_task_order(items)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if (self.asked or self.tasks or self.errors) and self.config.get_verbosity() >= 0:

@@ -119,6 +119,16 @@ def test_a_task_folder_and_the_builtin_suites_are_collected_from_any_folder(pyte
     assert unasked.ret == pytest.ExitCode.NO_TESTS_COLLECTED  # the built-in suites only when a --pike-* option asks
 
 
+def test_tasks_run_in_their_numbers_order_and_other_tests_keep_their_places(suite):
+    for name in ("10_TinyMLPTen.py", "2_TinyMLPTwo.py"):
+        shutil.copy(DATA / "level0" / "1_TinyMLP.py", suite.path / "tasks" / "level0" / name)
+    (suite.path / "tasks" / "test_plain.py").write_text("def test_plain():\n    pass\n")
+    result = suite.runpytest("--collect-only", "-q", *COMMON, "-k", "eager or plain or Broken")
+    lines = [line for line in result.stdout.lines if "::" in line]
+    assert [line.split("::")[0].rsplit("/", 1)[-1] for line in lines] == [
+        "1_TinyMLP.py", "2_TinyMLPTwo.py", "3_Embedding.py", "9_Broken.py", "10_TinyMLPTen.py", "test_plain.py"]
+
+
 def test_the_repository_root_collects_each_task_once(pytester):
     # Plain `pytest` in the root collects the suites through testpaths; the task files
     # must not also be imported as test modules.
