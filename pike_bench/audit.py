@@ -21,10 +21,16 @@ policies would be honest only for policies that run the same program, and they d
 kernelbench runs the models in training mode (BatchNorm on batch statistics), pike and
 strict in inference mode. All policies use the same seed, so a rerun with ``--seed``
 draws the same input sets.
+
+An audit of large models takes minutes per candidate, so it is written out after every
+verdict and resumed: run again with the same ``--out`` and it keeps the verdicts there
+whose candidate file is unchanged (same seed, read from the earlier audit unless
+``--seed`` names another), and judges only the rest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +50,11 @@ PASSING = (CORRECT, SUSPICIOUS)  # suspicious passed every check; only its speed
 class AuditRow:
     task: str
     candidate: str  # the file, relative to the candidates folder
-    results: dict[str, EvalResult]  # policy name -> its verdict
+    results: dict[str, EvalResult]  # policy name -> its verdict (absent: not judged yet)
+    source_sha256: str = ""  # of the candidate file, so a resumed audit knows it is the same
 
     def passed(self, policy: str) -> bool:
-        return self.results[policy].status in PASSING
+        return policy in self.results and self.results[policy].status in PASSING
 
     def difference(self) -> str:
         """The rules that made the verdicts differ ("" when every policy agrees)."""
@@ -86,7 +93,8 @@ class Audit:
             "policies": [{"name": p.name, "summary": p.summary, "rules": list(p.rules), "mode": p.mode,
                           "input_sets": p.input_sets} for p in self.policies],
             "passed": {name: self.passed(name) for name in self.names},
-            "rows": [{"task": row.task, "candidate": row.candidate, "difference": row.difference(),
+            "rows": [{"task": row.task, "candidate": row.candidate, "source_sha256": row.source_sha256,
+                      "difference": row.difference(),
                       "results": {name: result.to_dict() for name, result in row.results.items()}}
                      for row in self.rows],
             "unmatched": self.unmatched,
@@ -98,7 +106,7 @@ class Audit:
 
     def table(self) -> str:
         """Task, candidate, verdict and speedup per policy, and the rule that made the difference."""
-        rows = [[row.task, row.candidate, *(_verdict(row.results[name]) for name in self.names), row.difference()]
+        rows = [[row.task, row.candidate, *(_verdict(row.results.get(name)) for name in self.names), row.difference()]
                 for row in self.rows]
         totals = ["passed", f"{len(self.rows)} candidates", *(f"{self.passed(n)}/{len(self.rows)}" for n in self.names), ""]
         return tabulate(rows + [totals], headers=["task", "candidate", *self.names, "difference"], tablefmt="github")
@@ -134,7 +142,9 @@ class Audit:
         return [md, js]
 
 
-def _verdict(result: EvalResult) -> str:
+def _verdict(result: EvalResult | None) -> str:
+    if result is None:
+        return "not judged yet"
     if result.status in PASSING:
         eager = result.speedups.get("eager")
         return f"{result.status} {eager.value:.2f}x" if eager else result.status
@@ -164,20 +174,47 @@ def match_candidates(tasks: list[Task], folder: Path) -> tuple[list[tuple[Task, 
     return pairs, unmatched
 
 
+def earlier_verdicts(path: Path) -> tuple[int | None, dict]:
+    """The seed of an earlier audit.json and its verdicts, keyed (task, candidate file,
+    source sha256, policy); (None, {}) where there is none or it cannot be read."""
+    try:
+        data = json.loads(path.read_text())
+        verdicts = {(row["task"], row["candidate"], row.get("source_sha256", ""), name): EvalResult.from_dict(r)
+                    for row in data["rows"] for name, r in row["results"].items()}
+        return data["seed"], verdicts
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, {}
+
+
 def audit_folder(tasks: list[Task], folder: Path, policies: Iterable[CheckPolicy], evaluator_for: Callable,
-                 seed: int, progress: Callable[[str], None] = print) -> Audit:
+                 seed: int, progress: Callable[[str], None] = print, earlier: dict | None = None,
+                 after_each: Callable[[Audit], None] = lambda audit: None) -> Audit:
     """Judge every matched candidate under each policy; ``evaluator_for(policy)`` opens an
-    Evaluator for it (one at a time, so one worker holds the device). OSError or
+    Evaluator for it (one at a time, so one worker holds the device). ``earlier``: verdicts
+    of an earlier run of this audit (earlier_verdicts), kept instead of judged again;
+    ``after_each(audit)`` runs after every new verdict (to write it out). OSError or
     UnicodeDecodeError: a candidate file that cannot be read (before anything runs)."""
     pairs, unmatched = match_candidates(tasks, folder)
     sources = [path.read_text() for _, path in pairs]
     matched = {task.id for task, _ in pairs}
     result = Audit(list(policies), seed, unmatched=unmatched,
                    without_candidate=[t.id for t in tasks if t.id not in matched])
-    result.rows = [AuditRow(task.id, path.relative_to(folder).as_posix(), {}) for task, path in pairs]
-    for policy in result.policies if pairs else []:
+    result.rows = [AuditRow(task.id, path.relative_to(folder).as_posix(), {},
+                            hashlib.sha256(source.encode()).hexdigest())
+                   for (task, path), source in zip(pairs, sources)]
+    for row in result.rows:
+        for name in result.names:
+            kept = (earlier or {}).get((row.task, row.candidate, row.source_sha256, name))
+            if kept is not None:
+                row.results[name] = kept
+    for policy in result.policies:
+        waiting = [(row, task, source) for row, (task, _), source in zip(result.rows, pairs, sources)
+                   if policy.name not in row.results]
+        if not waiting:
+            continue
         with evaluator_for(policy) as evaluator:
-            for row, (task, _), source in zip(result.rows, pairs, sources):
+            for row, task, source in waiting:
                 progress(f"{policy.name}: {task.id} <- {row.candidate}")
                 row.results[policy.name] = evaluator.evaluate(task, source, hypothesis_seed=seed)
+                after_each(result)
     return result

@@ -338,7 +338,7 @@ def add_audit_parser(commands) -> None:
 def run_audit(args: argparse.Namespace, settings: Settings) -> int:
     import secrets
 
-    from pike_bench.audit import audit_folder
+    from pike_bench.audit import audit_folder, earlier_verdicts
     from pike_bench.policy import parse_policies
 
     try:
@@ -350,14 +350,26 @@ def run_audit(args: argparse.Namespace, settings: Settings) -> int:
     tasks = _audit_tasks(args.tasks_or_level, settings.task_roots)
     device = settings.resolve_device()
     _say_sandbox(settings)
-    seed = secrets.randbelow(2**31) if settings.seed is None else settings.seed
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731  (progress apart from the table)
+    # An earlier run into the same --out is resumed: its verdicts are kept, with its seed.
+    earlier_seed, earlier = earlier_verdicts(args.out / "audit.json") if args.out is not None else (None, {})
+    seed = settings.seed if settings.seed is not None else earlier_seed
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    if earlier and seed != earlier_seed:
+        earlier = {}  # other input sets: nothing of the earlier run is comparable
+    if earlier:
+        say(f"resuming {args.out / 'audit.json'}: {len(earlier)} earlier verdicts (seed {seed}); "
+            "those of unchanged candidate files are kept")
 
     def evaluator_for(policy):
         return settings.evaluator(device, check=policy.name)
 
-    say = lambda line: print(line, file=sys.stderr)  # noqa: E731  (progress apart from the table)
+    def write_out(audit):
+        if args.out is not None:
+            audit.write(args.out)
+
     try:
-        audit = audit_folder(tasks, args.candidates, policies, evaluator_for, seed, say)
+        audit = audit_folder(tasks, args.candidates, policies, evaluator_for, seed, say, earlier, write_out)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise BadInput(str(exc)) from None
     if not audit.rows:

@@ -205,6 +205,22 @@ def test_audit_prints_and_writes_the_policies_side_by_side(tmp_path):
     # The terminal shows the same table.
     assert next(line for line in run.stdout.splitlines() if line.startswith(f"| {bn}")) == table_row
 
+    # Run again into the same --out, as after a cut-off call: the verdicts there are kept, with
+    # their seed, and only what is missing or whose candidate file changed is judged again.
+    audit["rows"][0]["results"].pop("kernelbench")  # as if the run had stopped before it
+    (out / "audit.json").write_text(json.dumps(audit))
+    (folder / "level0" / "2_TinyConvBN.py").write_text((CANDIDATES / "bn_running_stats.py").read_text() + "# edited\n")
+    run = pike("audit", str(DATA / "level0"), str(folder), "--device", "cpu", "--out", str(out),
+               "--max-time", "0.3", "--trials", "3")
+    assert run.returncode == 0, run.stderr
+    assert f"resuming {out / 'audit.json'}: 5 earlier verdicts (seed 1)" in run.stderr
+    judged = [line for line in run.stderr.splitlines() if " <- " in line]
+    assert judged == [f"strict: {bn} <- level0/2_TinyConvBN.py", f"pike: {bn} <- level0/2_TinyConvBN.py",
+                      f"kernelbench: {mlp} <- 1_TinyMLP.py", f"kernelbench: {bn} <- level0/2_TinyConvBN.py"]
+    again = json.loads((out / "audit.json").read_text())
+    assert again["seed"] == 1 and again["passed"] == audit["passed"]
+    assert [row["difference"] for row in again["rows"]] == [differences[mlp], differences[bn]]
+
 
 @pytest.mark.slow  # several `pike audit` processes
 def test_audit_bad_input_is_one_line(tmp_path):
