@@ -11,11 +11,12 @@ holder dies. A file left by torch's own baton is then just a file.
 Every process that builds into the same extension folder must use this lock: torch's own
 baton waits for the file to go, and this one leaves it (see `release`). The worker and the
 prebuild process install it before importing a candidate.
+
+From torch 2.14 on, cpp_extension holds an flock of its own (filelock, on the same `lock`
+file) and has no FileBaton: there `install` changes nothing.
 """
 
 from __future__ import annotations
-
-import sys
 
 import filelock
 
@@ -45,11 +46,14 @@ class BuildLock:
         self._lock.release()
 
 
-def install() -> None:
-    """Use BuildLock for every extension this process builds from now on."""
+def install() -> bool:
+    """Use BuildLock for every extension this process builds from now on; False where torch
+    locks its builds with an flock itself (2.14 and later), which needs no fix."""
+    import torch.utils.cpp_extension as cpp_extension
     import torch.utils.file_baton
 
+    if not hasattr(cpp_extension, "FileBaton"):
+        return False
     torch.utils.file_baton.FileBaton = BuildLock
-    cpp_extension = sys.modules.get("torch.utils.cpp_extension")  # imported already: it holds its own name
-    if cpp_extension is not None:
-        cpp_extension.FileBaton = BuildLock
+    cpp_extension.FileBaton = BuildLock  # it imported the name before this ran
+    return True
