@@ -227,7 +227,7 @@ def test_audit_bad_input_is_one_line(tmp_path):
     run = pike("audit", str(DATA / "level0"), str(tmp_path), "--policies", "strict,lenient")
     assert run.returncode == 2 and run.stderr.strip() == (
         "pike: --policies 'lenient' is not a check policy; use strict, pike, kernelbench")
-    run = pike("audit", "level9", str(tmp_path), "--tasks", str(DATA))
+    run = pike("audit", "level9", str(tmp_path), "--tasks", str(DATA / "level0"))
     assert run.returncode == 2 and run.stderr.strip().startswith("pike: level9: neither a folder of tasks nor a level")
     run = pike("audit", str(DATA / "level0"), str(tmp_path), "--device", "cpu")
     assert run.returncode == 2 and "no file fits a task" in run.stderr
