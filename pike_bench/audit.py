@@ -204,7 +204,7 @@ def audit_folder(tasks: list[Task], folder: Path, policies: Iterable[CheckPolicy
                    for (task, path), source in zip(pairs, sources)]
     for row in result.rows:
         for name in result.names:
-            kept = (earlier or {}).get((row.task, row.candidate, row.source_sha256, name))
+            kept = earlier.get((row.task, row.candidate, row.source_sha256, name)) if earlier else None
             if kept is not None:
                 row.results[name] = kept
     for policy in result.policies:

@@ -353,10 +353,10 @@ def run_audit(args: argparse.Namespace, settings: Settings) -> int:
     say = lambda line: print(line, file=sys.stderr)  # noqa: E731  (progress apart from the table)
     # An earlier run into the same --out is resumed: its verdicts are kept, with its seed.
     earlier_seed, earlier = earlier_verdicts(args.out / "audit.json") if args.out is not None else (None, {})
-    seed = settings.seed if settings.seed is not None else earlier_seed
-    seed = secrets.randbelow(2**31) if seed is None else seed
-    if earlier and seed != earlier_seed:
+    if settings.seed is not None and settings.seed != earlier_seed:
         earlier = {}  # other input sets: nothing of the earlier run is comparable
+    seed = next((s for s in (settings.seed, earlier_seed) if s is not None), None)
+    seed = secrets.randbelow(2**31) if seed is None else seed
     if earlier:
         say(f"resuming {args.out / 'audit.json'}: {len(earlier)} earlier verdicts (seed {seed}); "
             "those of unchanged candidate files are kept")

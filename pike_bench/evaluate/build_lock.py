@@ -46,14 +46,12 @@ class BuildLock:
         self._lock.release()
 
 
-def install() -> bool:
-    """Use BuildLock for every extension this process builds from now on; False where torch
-    locks its builds with an flock itself (2.14 and later), which needs no fix."""
+def install() -> None:
+    """Use BuildLock for every extension this process builds from now on (nothing to do
+    where torch locks its builds with an flock itself: 2.14 and later)."""
     import torch.utils.cpp_extension as cpp_extension
     import torch.utils.file_baton
 
-    if not hasattr(cpp_extension, "FileBaton"):
-        return False
-    torch.utils.file_baton.FileBaton = BuildLock
-    cpp_extension.FileBaton = BuildLock  # it imported the name before this ran
-    return True
+    if hasattr(cpp_extension, "FileBaton"):
+        torch.utils.file_baton.FileBaton = BuildLock
+        cpp_extension.FileBaton = BuildLock  # it imported the name before this ran
