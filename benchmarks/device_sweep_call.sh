@@ -2,7 +2,9 @@
 # One device call of a resumable offline sweep, with everything that must come back
 # copied flat under $OUT (the device tool returns at most 8 files of 16 MiB, two folders
 # down): the record, the log, record.tgz (machine line, leaderboard, solutions) and
-# inductor-cache.tgz (the compile baselines' code, git-ignored) where it fits.
+# inductor-cache.tgz (the compile baselines' code of the unfinished tasks, git-ignored)
+# where it fits. Carry RECORD_DIR/inductor-cache.tgz into the next call: it is unpacked
+# here, so that the baselines load instead of compiling again.
 #
 #   BUDGET=4 bash benchmarks/device_sweep_call.sh RECORD_DIR SECONDS LOGNAME [pytest selection...]
 set -u
@@ -10,6 +12,7 @@ dir=${1:?RECORD_DIR}; cap=${2:?SECONDS}; log=${3:?LOGNAME}; shift 3
 python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1
 source benchmarks/device_bwrap.sh
 mkdir -p "$dir"
+[ -f "$dir/inductor-cache.tgz" ] && [ ! -d "$dir/inductor-cache" ] && tar xzf "$dir/inductor-cache.tgz" -C "$dir"
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   date -u; } > "$dir/machine_$log.txt"
@@ -19,9 +22,14 @@ echo "wall_s $(( $(date +%s) - start ))" >> "$dir/machine_$log.txt"
 tail -40 "$dir/$log.log"
 cp "$dir/runs.sqlite" "$dir/$log.log" "$OUT/"
 tar czf "$OUT/record.tgz" -C "$dir" "machine_$log.txt" leaderboard $( [ -d "$dir/solutions" ] && echo solutions)
-# The compile baselines' code comes back when it fits the device tool's 16 MiB per file;
-# unpack it into RECORD_DIR and carry RECORD_DIR/inductor-cache into the next call.
+# The compile baselines' code comes back when it fits the device tool's 16 MiB per file,
+# one folder per task (LEVEL/NAME); a finished task (its solution written) never builds
+# its baselines again, so its folder stays behind.
 if [ -d "$dir/inductor-cache" ]; then
+    for built in "$dir"/inductor-cache/*/*/; do
+        task=${built#"$dir/inductor-cache/"}
+        [ -d "$dir/solutions/$task" ] && rm -rf "$built"
+    done
     du -sh "$dir/inductor-cache"
     tar czf /tmp/inductor-cache.tgz -C "$dir" inductor-cache
     [ "$(stat -c %s /tmp/inductor-cache.tgz)" -lt 16000000 ] && cp /tmp/inductor-cache.tgz "$OUT/"

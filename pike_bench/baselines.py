@@ -11,7 +11,10 @@ Each baseline is the task's own source with a ``ModelNew`` appended:
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
+from typing import Iterator
 
 BASELINES = ("eager", "compile", "graph")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -21,6 +24,27 @@ def compile_cache_beside(store_path: Path) -> Path:
     """The inductor cache of the compile baseline kept with a record: the folder beside
     the record's SQLite file, so that it travels with the record."""
     return Path(store_path).parent / "inductor-cache"
+
+
+# Names the record's cache folder in a worker's environment.
+BASELINE_CACHE = "PIKE_BASELINE_CACHE"
+
+
+@contextlib.contextmanager
+def baseline_cache(task_id: str) -> Iterator[None]:
+    """Inside: inductor caches in the record's folder for `task_id` (e.g.
+    inductor-cache/level3/9_ResNet18), where the worker was given one. One folder per
+    task, so that a finished task's builds, never needed again, can be left behind."""
+    root = os.environ.get(BASELINE_CACHE)
+    if not root:
+        yield
+        return
+    from torch._inductor.runtime.cache_dir_utils import temporary_cache_dir
+
+    folder = Path(root, task_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    with temporary_cache_dir(str(folder)):
+        yield
 
 
 def parse_baselines(option: str) -> tuple[str, ...]:

@@ -133,18 +133,28 @@ def test_cpp_candidates_build_with_load_inline_and_compile_errors_point_at_the_c
 
 
 @pytest.mark.slow  # two compiles of the baseline
-def test_a_new_worker_builds_the_compile_baseline_from_the_cache_beside_the_record(tmp_path, tiny_task):
+def test_a_new_worker_builds_the_compile_baseline_from_the_cache_beside_the_record(tmp_path, tiny_task, monkeypatch):
     import torch
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))  # the sandbox's caches, pike-bench/*
     store_path = tmp_path / "record" / "runs.sqlite"
     cache = compile_cache_beside(store_path)
     store_path.parent.mkdir()
+    # A candidate that leaves a file where inductor would cache its own compiles.
+    planting = candidate("good.py") + (
+        "\n\nimport os\nfrom torch._inductor.runtime.cache_dir_utils import cache_dir\n"
+        "_mine = ModelNew.forward\n"
+        "def _planting(self, x):\n"
+        "    os.makedirs(os.path.join(cache_dir(), 'planted'), exist_ok=True)\n"
+        "    return _mine(self, x)\n"
+        "ModelNew.forward = _planting\n"
+    )
     with Store(store_path) as store:
         run_id = store.start_run("cache", {})
         for _ in range(2):  # two workers, as a run and its resume (or a repeat) on one record
             with Evaluator("cpu", trials=2, timing=FAST_TIMING, baselines=("eager", "compile"),
                            compile_cache=cache) as evaluator:
-                result = evaluator.evaluate(tiny_task, candidate("good.py"))
+                result = evaluator.evaluate(tiny_task, planting)
             assert result.status == "correct", result.reason
             assert result.baselines["compile"].status == "correct"
             candidate_id = store.record_candidate(run_id, tiny_task.id, candidate("good.py"), parent_ids=[],
@@ -156,7 +166,9 @@ def test_a_new_worker_builds_the_compile_baseline_from_the_cache_beside_the_reco
                                                                 torch.__version__, "default"]
     assert (cold["cache_hits"], warm["cache_misses"]) == (0, 0)
     assert cold["cache_misses"] >= 1 and warm["cache_hits"] == cold["cache_misses"]
-    assert (cache / "fxgraph").is_dir() and (cache / ".gitignore").read_text().endswith("*\n")
+    # The task's folder holds the baseline's build, and nothing a candidate wrote.
+    assert (cache / tiny_task.id / "fxgraph").is_dir() and (cache / ".gitignore").read_text().endswith("*\n")
+    assert not list(cache.rglob("planted")) and (tmp_path / "user-cache/pike-bench/inductor/planted").is_dir()
     print(f"compile baseline of {tiny_task.id}: {cold['seconds']:.1f} s cold, {warm['seconds']:.1f} s warm")
 
 

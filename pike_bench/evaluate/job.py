@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import torch
 
+from pike_bench.baselines import baseline_cache
 from pike_bench.candidate import compile_errors, import_source, source_traceback
 from pike_bench.evaluate.check import Mismatch, compare
 from pike_bench.evaluate.defenses import (
@@ -218,7 +219,8 @@ class Worker:
         # Trusted code, mostly on the CPU (compiling, capturing; one forward on the device):
         # other workers keep the device, unless this build benchmarks kernels on it.
         with self.turns.check(BUILD) if contestant.device_build else contextlib.nullcontext():
-            model(*expected.fresh(draw))
+            with baseline_cache(request.task.id):
+                model(*expected.fresh(draw))
             if request.device.startswith("cuda"):
                 torch.cuda.synchronize(request.device)
         seconds = time.perf_counter() - started

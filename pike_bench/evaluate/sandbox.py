@@ -163,15 +163,17 @@ class Sandbox:
         finally:
             confined.remove_scratch()
 
-    def prepare(self, argv: list[str], *, gpus: bool = True, env: Mapping[str, str] | None = None) -> Confined:
+    def prepare(self, argv: list[str], *, gpus: bool = True, env: Mapping[str, str] | None = None,
+                writable: list[Path] = ()) -> Confined:
         """The command line and environment that start `argv` confined, with a fresh scratch
-        folder as its TMPDIR; `env` is added to the allowed variables."""
+        folder as its TMPDIR; `env` is added to the allowed variables, and the folders of
+        `writable` to those it may write besides the scratch folder and the caches."""
         scratch = Path(tempfile.mkdtemp(prefix="pike_scratch_")).resolve()
         environment = {**allowed_environment(os.environ), **(env or {}), "TMPDIR": str(scratch)}
         for name, folder in CACHES.items():
             environment.setdefault(name, str(pike_cache(environment) / folder))
             Path(environment[name]).mkdir(parents=True, exist_ok=True)
-        writable = [scratch] + [Path(environment[name]).resolve() for name in CACHES]
+        writable = [scratch] + [Path(environment[name]).resolve() for name in CACHES] + list(writable)
         wrap = {None: lambda *_: list(argv), "bwrap": self._bwrap, "unshare": self._unshare}[self.tool]
         return Confined(wrap(argv, writable, gpus), environment, scratch)
 

@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Callable
 
+from pike_bench.baselines import BASELINE_CACHE
 from pike_bench.evaluate import build_lock
 from pike_bench.evaluate.limits import VARIABLE, Limits, apply_from_environment
 from pike_bench.evaluate.messages import DONE, ERROR, PHASE, READY, JobReply, JobRequest
@@ -73,7 +74,7 @@ class WorkerProcess:
     device: str
     device: str
     sandbox: Sandbox
-    compile_cache: str = ""  # TORCHINDUCTOR_CACHE_DIR for the worker ("": torch's default)
+    compile_cache: str = ""  # the record's cache of compile baselines ("": none kept)
     process: subprocess.Popen | None = None
     confined: Confined | None = None  # its command line, environment and scratch folder
     conn: Connection | None = None
@@ -91,10 +92,16 @@ class WorkerProcess:
         # On the CPU, Triton candidates run in its interpreter.
         env = {"TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET", "1")} if self.device == "cpu" else {}
         env[VARIABLE] = Limits.for_process(self.device, self.sandbox.enabled).encode()
+        writable = []
         if self.compile_cache:
-            env["TORCHINDUCTOR_CACHE_DIR"] = str(prepare_compile_cache(Path(self.compile_cache)))
+            # Only the baselines' builds go there (job.baseline_cache); candidates compile
+            # into the sandbox's own inductor cache, so the record's stays small enough to
+            # carry between machines and holds nothing a candidate built.
+            writable.append(prepare_compile_cache(Path(self.compile_cache)))
+            env[BASELINE_CACHE] = str(writable[0])
             env["TORCHINDUCTOR_FX_GRAPH_CACHE"] = os.environ.get("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
-        self.confined = self.sandbox.prepare([sys.executable, "-c", _WORKER_MAIN, str(child.fileno())], env=env)
+        self.confined = self.sandbox.prepare([sys.executable, "-c", _WORKER_MAIN, str(child.fileno())], env=env,
+                                             writable=writable)
         with os.fdopen(fd, "w") as log:
             self.process = subprocess.Popen(
                 self.confined.argv,
