@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 from pike_bench.evaluate import Evaluator, TimingOptions
-from pike_bench.evaluate.turns import TIME, busy_seconds
+from pike_bench.evaluate.turns import BUILD, COMPILE, TIME, Turns, busy_seconds, prepare_lock
 from pike_bench.inflight import InFlight
 from pike_bench.optimize import Optimizer, OptimizeOptions
 from pike_bench.progress import Evaluated
@@ -32,7 +32,9 @@ def overlap(a, b) -> bool:
 
 
 def crossings(mine, theirs) -> int:
-    """How often a timed section of one evaluation overlaps any turn of the other."""
+    """How often a timed section of one evaluation overlaps any turn of the other (a
+    compile stepped away from a turn is not one)."""
+    mine, theirs = ([t for t in turns if t[0] != COMPILE] for turns in (mine, theirs))
     return sum(overlap(t, o) for t in mine if t[0] == TIME for o in theirs) + \
         sum(overlap(t, o) for t in theirs if t[0] == TIME for o in mine)
 
@@ -130,3 +132,77 @@ def test_under_pytest_items_wait_for_their_tasks_which_run_together(pytester):
                           "from evaluations e join candidates c on c.id = e.candidate_id order by c.task_id").fetchall()
     (_, tiny_start, tiny_end), (_, conv_start, conv_end) = rows
     assert conv_start < tiny_end and conv_end < tiny_end  # the second item's task ran during the first's
+
+
+def compiled_slowly(seconds: float, note: str = "") -> str:
+    """The good candidate under torch.compile, with a backend that takes `seconds` to
+    compile: it stands for inductor generating and compiling code on the CPU."""
+    return (CANDIDATES / "good.py").read_text() + f"""
+import time
+
+_Plain = ModelNew
+
+
+def _slow_backend(graph, example_inputs):
+    time.sleep({seconds}){note}
+    return graph.forward
+
+
+def ModelNew(*args):
+    return torch.compile(_Plain(*args), backend=_slow_backend)
+"""
+
+
+def test_a_turn_stepped_away_from_lets_another_worker_time_and_is_taken_again_after(tmp_path):
+    import threading
+
+    lock = prepare_lock(tmp_path / "gpu.lock")
+    compiling, timing = Turns(lock), Turns(lock)
+    timed, section = threading.Event(), timing.time()
+    with compiling.check(BUILD):
+        compiling.step_away()
+        threading.Thread(target=lambda: [section.__enter__(), timed.set()]).start()
+        assert timed.wait(5)  # the exclusive turn was free while the first stepped away
+        back = threading.Thread(target=compiling.come_back)
+        back.start()
+        back.join(0.3)
+        assert back.is_alive()  # coming back waits for the timed section, as any turn does
+        section.__exit__(None, None, None)
+        back.join(5)
+        assert not back.is_alive()
+    assert [kind for kind, _, _ in compiling.held()] == [BUILD, COMPILE, BUILD]
+    with timing.time():
+        timing.step_away()  # a timed section never lets go
+        assert timing._away is None
+
+
+def test_another_worker_times_while_a_candidate_compiles_but_not_while_it_autotunes(tmp_path):
+    task = task_from_file(TINY)
+    good = slowed(0.02, "forward")
+
+    def side_by_side(compiling_source):
+        with Evaluator("cpu", device_lock=tmp_path / "cpu.lock", **FAST) as first, first.twin() as second:
+            for evaluator in (first, second):  # workers up, references built
+                evaluator.evaluate(task, good)
+
+            async def both():
+                async def later():
+                    await asyncio.sleep(1.5)  # the first is compiling by then
+                    return await asyncio.to_thread(second.evaluate, task, good + "\n# b\n")
+
+                return await asyncio.gather(asyncio.to_thread(first.evaluate, task, compiling_source), later())
+
+            return asyncio.run(both())
+
+    a, b = side_by_side(compiled_slowly(4))
+    assert a.status == b.status == "correct", (a.reason, b.reason)
+    (_, away, back), = [t for t in a.turns if t[0] == COMPILE]
+    assert back - away >= 4
+    (_, start, end), = [t for t in b.turns if t[0] == TIME]
+    assert away < start < end < back  # timed while the first compiled, off its turn
+    assert crossings(a.turns, b.turns) == 0
+    # A candidate that autotunes benchmarks kernels while it compiles: it keeps its turn.
+    a, b = side_by_side(compiled_slowly(4, "  # mode='max-autotune' would benchmark here"))
+    assert a.status == b.status == "correct" and not [t for t in a.turns if t[0] == COMPILE]
+    (_, start, _), = [t for t in b.turns if t[0] == TIME]
+    assert start > max(end for kind, _, end in a.turns if kind == BUILD)

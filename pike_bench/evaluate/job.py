@@ -10,6 +10,7 @@ import contextlib
 import copy
 import hashlib
 import platform
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -97,6 +98,8 @@ class Worker:
         self.threads.install()
         self.cuda_broken = False
         self.tampered = False  # a candidate patched something: this process is not clean any more
+        self.compiles_step_away = False  # the contestant being checked may compile off its turn
+        self._listening = False
 
     def reference(self, request: JobRequest) -> tuple[Any, Any, list[Any]]:
         task = request.task
@@ -198,7 +201,11 @@ class Worker:
             self.cuda_broken |= _is_cuda_error(exc)
             return self._build_error(contestant, exc), None
         entry = Built(model, contestant.trusted, precision_settings())
-        result = self._check(contestant.name, entry, request, expected, progress, request.hypothesis_seed)
+        self.compiles_step_away = not (contestant.device_build or "autotune" in contestant.source.lower())
+        try:
+            result = self._check(contestant.name, entry, request, expected, progress, request.hypothesis_seed)
+        finally:
+            self.compiles_step_away = False
         result.precision = describe_precision(self.defaults, entry.settings)
         result.build = build
         if result.status != CORRECT:
@@ -226,6 +233,29 @@ class Worker:
         seconds = time.perf_counter() - started
         hits, misses = (now - then for now, then in zip(_fx_graph_cache_counts(), before))
         return model, BuildCost(seconds, hits, misses)
+
+    def _listen_to_compiles(self) -> None:
+        """Once torch.compile is in use in this process: while dynamo and inductor compile
+        (fake tensors, code generation, the C++ and Triton compilers: the CPU's work, tens
+        of seconds for a large model), this worker steps away from its shared turn, so that
+        another worker can time meanwhile, and comes back before the compiled code runs.
+        Not while autotuning: it benchmarks kernels on the device (a contestant whose
+        source names autotuning, or inductor's autotune settings on at the start)."""
+        if self._listening or "torch._dynamo" not in sys.modules:
+            return
+        from torch._dynamo.callback import callback_handler
+
+        callback_handler.register_start_callback(self._compile_started)
+        callback_handler.register_end_callback(self._compile_ended)
+        self._listening = True
+
+    def _compile_started(self, *args: Any) -> None:
+        trigger = getattr(args[0], "callback_trigger", None) if args else None
+        if self.compiles_step_away and getattr(trigger, "name", "DYNAMO") == "DYNAMO" and not _autotuning():
+            self.turns.step_away()
+
+    def _compile_ended(self, *args: Any) -> None:
+        self.turns.come_back()
 
     def _precision(self, entry: Built, expected: "ExpectedOutputs", request: JobRequest, settings: str) -> str:
         """What precision the candidate computes in, next to the reference's: global
@@ -284,6 +314,7 @@ class Worker:
             state["set"], state["draw"] = order.setdefault(draw, len(order) + 1), draw
             progress(f"checking {name} on input set {state['set']} ({draw.describe()})", name)
             # A candidate's first call is where it compiles (Triton, torch.compile): counted as a build.
+            self._listen_to_compiles()
             with self.turns.check(CHECK if entry.trusted or entry.right_on else BUILD):
                 run_on(draw)
 
@@ -543,6 +574,14 @@ def _matches(expected: Any, got: Any, tolerance: tuple, whole: bool) -> bool:
     except Mismatch:
         return False
     return True
+def _autotuning() -> bool:
+    """Whether inductor is set to benchmark kernels while it compiles."""
+    from torch._inductor import config
+
+    names = ("max_autotune", "max_autotune_gemm", "max_autotune_pointwise", "coordinate_descent_tuning")
+    return any(getattr(config, name, False) for name in names)
+
+
 def _fx_graph_cache_counts() -> tuple[int, int]:
     """Inductor's FX graph cache hits and misses so far in this process."""
     from torch._dynamo.utils import counters

@@ -14,6 +14,9 @@ So the workers of a device share a reader-writer lock, a pair of files locked wi
   baseline's build (trusted code compiling or capturing, one forward on the device),
   the parent's work between jobs. That is the time the other workers use. (Input sets
   are drawn within the turn that uses them: on the GPU, in milliseconds.)
+- inside a shared turn, a worker may step away while torch.compile compiles (tracing
+  and code generation, on the CPU: the bulk of a compile move's first call) and come
+  back before the compiled code runs (job.py says when): another worker times meanwhile.
 
 A waiting writer closes a turnstile first, so that a stream of checks cannot starve it.
 ``flock`` needs only read access, so a sandboxed worker (read-only filesystem) can lock
@@ -36,6 +39,7 @@ from typing import Callable, Iterator
 # A build that holds the device (a candidate's constructor and first call, where Triton
 # and torch.compile compile and autotune) is told apart from the checks proper.
 BUILD, CHECK, TIME = "build", "check", "time"
+COMPILE = "compile"  # stepped away from a shared turn while torch.compile compiled
 POLL_SECONDS = 0.005
 HEARTBEAT_SECONDS = 5.0  # a waiting worker says so this often, so its parent's step timeout does not fire
 
@@ -71,6 +75,8 @@ class Turns:
         self.path, self.waiting = path, waiting
         self.taken: list[tuple[str, float, float]] = []
         self._files: tuple[int, int] | None = None
+        self._holding: tuple[str, int, float] | None = None  # the turn held now: kind, lock mode, since
+        self._away: tuple[str, int, float] | None = None  # the shared turn stepped away from, and since when
 
     @contextlib.contextmanager
     def check(self, kind: str = CHECK) -> Iterator[None]:
@@ -85,25 +91,50 @@ class Turns:
 
     @contextlib.contextmanager
     def _turn(self, kind: str, mode: int) -> Iterator[None]:
-        if not self.path:
-            start = time.time()
-            try:
-                yield
-            finally:
-                self.taken.append((kind, start, time.time()))
-            return
-        lock, turnstile = self._open()
-        self._take(turnstile, fcntl.LOCK_EX)
-        try:
-            self._take(lock, mode)
-        finally:
-            fcntl.flock(turnstile, fcntl.LOCK_UN)
-        start = time.time()
+        self._enter(kind, mode)
         try:
             yield
         finally:
-            self.taken.append((kind, start, time.time()))
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            if self._away is not None:  # a compile that raised never said it ended: nothing to give back
+                self.taken.append((COMPILE, self._away[2], time.time()))
+                self._away = None
+            else:
+                self._leave()
+
+    def _enter(self, kind: str, mode: int) -> None:
+        if self.path:
+            lock, turnstile = self._open()
+            self._take(turnstile, fcntl.LOCK_EX)
+            try:
+                self._take(lock, mode)
+            finally:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+        self._holding = (kind, mode, time.time())
+
+    def _leave(self) -> None:
+        kind, _, start = self._holding
+        self._holding = None
+        self.taken.append((kind, start, time.time()))
+        if self.path:
+            fcntl.flock(self._open()[0], fcntl.LOCK_UN)
+
+    def step_away(self) -> None:
+        """Let a shared turn go for a while (until come_back): the work in between does not
+        use the device. No-op outside a shared turn: a timed section stays alone."""
+        if self._holding is None or self._holding[1] != fcntl.LOCK_SH or self._away is not None:
+            return
+        kind, mode, _ = self._holding
+        self._leave()
+        self._away = (kind, mode, time.time())
+
+    def come_back(self) -> None:
+        """Take the turn stepped away from again, waiting as any turn waits."""
+        if self._away is None:
+            return
+        kind, mode, since = self._away
+        self._away = None
+        self.taken.append((COMPILE, since, time.time()))
+        self._enter(kind, mode)
 
     def _take(self, fd: int, mode: int) -> None:
         """Poll rather than block: a waiting worker keeps telling its parent it is alive."""
