@@ -23,13 +23,20 @@ tail -40 "$dir/$log.log"
 cp "$dir/runs.sqlite" "$dir/$log.log" "$OUT/"
 tar czf "$OUT/record.tgz" -C "$dir" "machine_$log.txt" leaderboard $( [ -d "$dir/solutions" ] && echo solutions)
 # The compile baselines' code comes back when it fits the device tool's 16 MiB per file,
-# one folder per task (LEVEL/NAME); a finished task (its solution written) never builds
-# its baselines again, so its folder stays behind.
+# one folder per task (LEVEL/NAME); a task without an unfinished run in the record never
+# builds its baselines again (a resumed run, at the same or another budget, is unfinished),
+# so its folder stays behind.
 if [ -d "$dir/inductor-cache" ]; then
-    for built in "$dir"/inductor-cache/*/*/; do
-        task=${built#"$dir/inductor-cache/"}
-        [ -d "$dir/solutions/$task" ] && rm -rf "$built"
-    done
+    python3 - "$dir" <<'PRUNE'
+import json, shutil, sqlite3, sys
+from pathlib import Path
+record = Path(sys.argv[1])
+with sqlite3.connect(record / "runs.sqlite") as db:
+    unfinished = {json.loads(config)["task"] for config, in db.execute("select config from runs where finished_at is null")}
+for folder in (record / "inductor-cache").glob("*/*/"):
+    if folder.relative_to(record / "inductor-cache").as_posix() not in unfinished:
+        shutil.rmtree(folder)
+PRUNE
     du -sh "$dir/inductor-cache"
     tar czf /tmp/inductor-cache.tgz -C "$dir" inductor-cache
     [ "$(stat -c %s /tmp/inductor-cache.tgz)" -lt 16000000 ] && cp /tmp/inductor-cache.tgz "$OUT/"

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from pike_bench.evaluate import Evaluator, TimingOptions, resolve_device
-from pike_bench.evaluate.turns import BUILD, CHECK, TIME, busy_seconds
+from pike_bench.evaluate.turns import BUILD, CHECK, COMPILE, TIME, busy_seconds
 from pike_bench.inflight import InFlight
 from pike_bench.optimize import Optimizer, OptimizeOptions
 from pike_bench.progress import Evaluated, TaskFinished
@@ -135,17 +135,18 @@ def summarize(lanes: int, wall: float, capped: bool, started: float, store: Path
         "device_busy_share": busy_seconds(turns) / wall,  # checking or timing
         "device_timing_share": busy_seconds(turns, (TIME,)) / wall,
         "device_held_share": busy_seconds(turns, (BUILD, CHECK, TIME)) / wall,
-        "timed_while_another_held_s": shared_timing(by_evaluation),  # 0 where the turns work
+        "timed_while_another_held_s": shared_timing(by_evaluation, (BUILD, CHECK, TIME)),  # 0 where the turns work
+        "timed_while_another_compiled_s": shared_timing(by_evaluation, (COMPILE,)),  # stepped away from its turn
         "tasks_finished": log.finished,
         "per_task": per_task,
     }
 
 
-def shared_timing(by_evaluation: list[list[tuple]]) -> float:
-    """Seconds in which a timed section overlapped a turn of another evaluation."""
+def shared_timing(by_evaluation: list[list[tuple]], kinds: tuple[str, ...]) -> float:
+    """Seconds in which a timed section overlapped another evaluation's spans of these kinds."""
     total = 0.0
     for index, mine in enumerate(by_evaluation):
-        others = [t for j, theirs in enumerate(by_evaluation) if j != index for t in theirs]
+        others = [t for j, theirs in enumerate(by_evaluation) if j != index for t in theirs if t[0] in kinds]
         for kind, start, end in mine:
             if kind == TIME:
                 total += sum(max(0.0, min(end, e) - max(start, s)) for _, s, e in others)
