@@ -189,6 +189,36 @@ def test_efa_reads_the_reason_and_avoids_its_cause(reason, marks):
     assert extract_code(second.text) not in (source, failed)  # the next one: what was given is not given again
 
 
+def test_a_move_that_ran_out_of_time_rules_its_variants_out_of_later_picks_also_after_a_resume():
+    """10_ResNet101's compile-max-autotune ran past the 300 s step limit on the H200: the
+    library's other max-autotune moves would have cost as much each."""
+    task, reference = "2_TinyConvBN", TASKS["2_TinyConvBN"].read_text()
+    size = OfflineProposer.library_size(reference, "cuda")
+
+    def optimizer_picks(proposer):
+        return [extract_code(ask(proposer, task, device="cuda").text) for _ in range(size - 1)]
+
+    autotuning = [source for source in optimizer_picks(OfflineProposer()) if "max-autotune" in source]
+    assert len(autotuning) >= 2  # the library has several on the GPU
+    timeout = fix_request(task, autotuning[0], "timeout",
+                          "timed out after 300 s while checking candidate on input set 1")
+    for fresh in (True, False):  # asked now, or replayed from the record by a resumed run
+        proposer = OfflineProposer()
+        if fresh:
+            fix = asyncio.run(proposer.propose(timeout))
+        else:
+            fix = asyncio.run(OfflineProposer().propose(timeout))
+            proposer.observe(timeout, fix)
+        assert "max-autotune" not in extract_code(fix.text)
+        picks = optimizer_picks(proposer)
+        assert not [source for source in picks if "max-autotune" in source]
+        assert "best-known" in ask(proposer, task, device="cuda").text  # what is left is spent, not autotuned
+    # Another failure rules nothing out of the optimizer's picks.
+    proposer = OfflineProposer()
+    asyncio.run(proposer.propose(fix_request(task, autotuning[0], "runtime_error", "anything at all")))
+    assert [source for source in optimizer_picks(proposer) if "max-autotune" in source]
+
+
 def test_the_optimizer_skips_what_the_efa_gave_and_the_library_size_counts_the_distinct_candidates():
     proposer = OfflineProposer()
     reference = TASKS["2_TinyConvBN"].read_text()

@@ -13,7 +13,9 @@ It is the embedded default when no API key is set. The moves live in
 - role ``efa``: reads the evaluator's reason in the fix prompt and gives the first move
   not yet given that avoids its cause (a failed capture: a move that captures nothing;
   a failed compile: one that does not compile; outside the tolerance: no TF32/bf16),
-  not a variant of the failed one; the parent unchanged when nothing is left.
+  not a variant of the failed one; the parent unchanged when nothing is left. A move
+  that ran out of time also rules its variants (autotuning) out of the optimizer's
+  later picks for the task.
 
 :meth:`OfflineProposer.library_size` is the number of queries that reach every distinct
 candidate; the optimizer caps an offline budget there.
@@ -39,6 +41,11 @@ from pike_bench.llm.moves.library import Proposal, compile_default, plan
 # The EFA reads why a candidate failed and leaves out the moves that share its cause:
 # (a pattern of the evaluator's reason, the marks of the sources that would fail alike).
 _CAPTURE_MARKS = ("_PikeCUDAGraph(model)", "reduce-overhead", "_PikePiecewiseGraph(", "_PikeCapture(")
+# A move that ran out of the step's time limit (max-autotune on a deep convnet: over 300 s
+# on ResNet101, holding the device turn meanwhile) would cost as much again in any variant:
+# its cause rules them out of the optimizer's later picks for the task too, not only of the fix.
+_OUT_OF_TIME = (re.compile(r"time limit|timed out|timeout", re.IGNORECASE),
+                "out of time: the next move does not autotune", ("max-autotune",))
 _FAILURES: tuple[tuple[re.Pattern, str, tuple[str, ...]], ...] = (
     (re.compile(r"CUDA ?graph|captur|cudaStreamCapture|cudaErrorStreamCapture", re.IGNORECASE),
      "a CUDA-graph capture failed: the next move captures nothing", _CAPTURE_MARKS),
@@ -48,8 +55,7 @@ _FAILURES: tuple[tuple[re.Pattern, str, tuple[str, ...]], ...] = (
     (re.compile(r"triton", re.IGNORECASE), "a Triton kernel failed: the next move has none", ("import triton",)),
     (re.compile(r"differs at index|is off as a whole|tolerance|incorrect", re.IGNORECASE),
      "outside the tolerance: the next move keeps the reference's precision", ("allow_tf32", "_PikeBF16")),
-    (re.compile(r"time limit|timed out|timeout", re.IGNORECASE),
-     "out of time: the next move does not autotune", ("max-autotune",)),
+    _OUT_OF_TIME,
     (re.compile(r"memory_format|channels_last", re.IGNORECASE),
      "the channels-last layout failed: the next move keeps the layout", ("_PikeChannelsLast(",)),
 )  # fmt: skip
@@ -80,6 +86,7 @@ class OfflineProposer:
     def __init__(self) -> None:
         self._counts: dict[tuple[str, str], int] = {}
         self._given: dict[str, set[str]] = {}  # task id -> sources given (stripped)
+        self._ruled_out: dict[str, set[str]] = {}  # task id -> marks of moves not to propose again
 
     @staticmethod
     def library_size(reference: str, device: str) -> int:
@@ -101,9 +108,12 @@ class OfflineProposer:
         if request.role == "iba":
             text, meta = self._ideas(request, steps), {"ideas": [s.name for s in steps]}
         elif request.role == "efa":
+            self._learn(request)
             text, meta = self._fix(request, steps, given)
         else:  # optimizer
-            fresh = [n for n, step in enumerate(steps) if step.source.strip() not in given]
+            ruled_out = self._ruled_out.get(request.task_id, set())
+            fresh = [n for n, step in enumerate(steps) if step.source.strip() not in given
+                     and not any(mark in step.source for mark in ruled_out)]
             step = steps[fresh[0]] if fresh else best
             where = f"move {fresh[0] + 1} of {len(steps)}" if fresh else "every move spent; the best-known combination again"
             text = _reply_text(f"Offline {where} for {request.task_id or 'this task'}: {step.name}.", step.why, step.source)
@@ -147,11 +157,20 @@ class OfflineProposer:
         headline = f"Offline fix ({note or 'cause unknown'}): {step.name}."
         return _reply_text(headline, step.why, step.source), {"move": step.name, "cause": note}
 
+    def _learn(self, request: Request) -> None:
+        """A fix request whose failure ran out of time: its variants are ruled out for the task."""
+        pattern, _, marks = _OUT_OF_TIME
+        if pattern.search(_failure(request.prompt)):
+            self._ruled_out.setdefault(request.task_id, set()).update(marks)
+
     def observe(self, request: Request, reply: Reply) -> None:
         """A request answered from the record (a resumed run): count it as asked and its
-        candidate as given, so the next new request gets the next move."""
+        candidate as given, and learn from a fix request as when it was asked, so the next
+        new request gets the next move."""
         key = (request.task_id, request.role)
         self._counts[key] = self._counts.get(key, 0) + 1
+        if request.role == "efa":
+            self._learn(request)
         code = _code(reply.text)
         if code:
             self._given.setdefault(request.task_id, set()).add(code.strip())
