@@ -574,6 +574,8 @@ def _matches(expected: Any, got: Any, tolerance: tuple, whole: bool) -> bool:
     except Mismatch:
         return False
     return True
+
+
 def _autotuning() -> bool:
     """Whether inductor is set to benchmark kernels while it compiles."""
     from torch._inductor import config
