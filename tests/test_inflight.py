@@ -171,9 +171,11 @@ def test_a_turn_stepped_away_from_lets_another_worker_time_and_is_taken_again_af
         back.join(5)
         assert not back.is_alive()
     assert [kind for kind, _, _ in compiling.held()] == [BUILD, COMPILE, BUILD]
+    timing.held()
     with timing.time():
-        timing.step_away()  # a timed section never lets go
-        assert timing._away is None
+        timing.step_away()  # a timed section never lets go: no compile span, one timed turn
+        timing.come_back()
+    assert [kind for kind, _, _ in timing.held()] == [TIME]
 
 
 def test_another_worker_times_while_a_candidate_compiles_but_not_while_it_autotunes(tmp_path):

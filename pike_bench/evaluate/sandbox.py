@@ -164,7 +164,7 @@ class Sandbox:
             confined.remove_scratch()
 
     def prepare(self, argv: list[str], *, gpus: bool = True, env: Mapping[str, str] | None = None,
-                writable: list[Path] = ()) -> Confined:
+                writable: tuple[Path, ...] | list[Path] = ()) -> Confined:
         """The command line and environment that start `argv` confined, with a fresh scratch
         folder as its TMPDIR; `env` is added to the allowed variables, and the folders of
         `writable` to those it may write besides the scratch folder and the caches."""

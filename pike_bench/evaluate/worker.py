@@ -97,8 +97,9 @@ class WorkerProcess:
             # Only the baselines' builds go there (job.baseline_cache); candidates compile
             # into the sandbox's own inductor cache, so the record's stays small enough to
             # carry between machines and holds nothing a candidate built.
-            writable.append(prepare_compile_cache(Path(self.compile_cache)))
-            env[BASELINE_CACHE] = str(writable[0])
+            cache = prepare_compile_cache(Path(self.compile_cache))
+            writable.append(cache)
+            env[BASELINE_CACHE] = str(cache)
             env["TORCHINDUCTOR_FX_GRAPH_CACHE"] = os.environ.get("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
         self.confined = self.sandbox.prepare([sys.executable, "-c", _WORKER_MAIN, str(child.fileno())], env=env,
                                              writable=writable)
