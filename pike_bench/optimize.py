@@ -154,11 +154,20 @@ class Optimizer:
 
     def run_key(self, task: Task) -> str:
         """Same command, same key: a rerun finds its run in the store and resumes it."""
+        return self._key(task, self.options.budget_queries)
+
+    def _other_budgets(self, task: Task, store: Store) -> list[int]:
+        """The runs of the same command with another query budget (1 to 200): the same
+        candidates, judged by the same evaluator, so their verdicts hold for this run."""
+        keys = [self._key(task, queries) for queries in range(1, 201) if queries != self.options.budget_queries]
+        return store.run_ids(keys)
+
+    def _key(self, task: Task, queries: int | None) -> str:
         config = asdict(self.config) if is_dataclass(self.config) else self.config
         parts = {
             "task": task.id, "sha": task.sha256(), "strategy": self.options.strategy, "config": config,
             "llm": choose_llm(self.options), "model": self.options.model, "efa_model": self.options.efa_model,
-            "queries": self.options.budget_queries, "dollars": self.options.budget_dollars,
+            "queries": queries, "dollars": self.options.budget_dollars,
             "device": self.evaluator.device, "size": self.evaluator.size, "mode": self.evaluator.mode,
         }
         if self.evaluator.check.name != "strict":  # so the keys of strict runs stay what they were
@@ -212,8 +221,10 @@ class Optimizer:
 
     def _evaluator_for(self, task: Task, store: Store, run_id: int):
         """Evaluate each distinct source once: a candidate whose source was (or is being)
-        evaluated in this run takes that verdict, at no GPU time."""
+        evaluated in this run, or in a run of the same command with another budget, takes
+        that verdict, at no GPU time."""
         evaluations: dict[str, asyncio.Future] = {}
+        other_runs = self._other_budgets(task, store)
 
         async def evaluate(source: str) -> Outcome:
             key = source_hash(source)
@@ -222,12 +233,14 @@ class Optimizer:
             evaluations[key] = asyncio.get_running_loop().create_future()
             try:
                 recorded = store.recorded_evaluation(run_id, task.id, source)  # a resumed run
-                result = EvalResult.from_dict(recorded) if recorded else await self._evaluate_async(task, source)
+                elsewhere = None if recorded or not other_runs else store.verdict_of_other_runs(other_runs, task.id, source)
+                known = recorded or elsewhere
+                result = EvalResult.from_dict(known) if known else await self._evaluate_async(task, source)
             except BaseException:
                 evaluations.pop(key).cancel()  # whoever waits on it is being cancelled too
                 raise
             evaluations[key].set_result(result)
-            return _outcome_of(result)
+            return _outcome_of(result, reused=elsewhere is not None)
 
         return evaluate
 

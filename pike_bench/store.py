@@ -468,6 +468,24 @@ class Store:
         )
         return json.loads(rows[0]["result"]) if rows else None
 
+    def run_ids(self, keys: list[str]) -> list[int]:
+        """The ids of the runs named by these keys that the record holds."""
+        marks = ", ".join("?" * len(keys))
+        return [row["id"] for row in self._read(f"SELECT id FROM runs WHERE key IN ({marks}) ORDER BY id", keys)]
+
+    def verdict_of_other_runs(self, run_ids: list[int], task_id: str, source: str) -> dict | None:
+        """The latest evaluation of this source in one of these runs (the same command with
+        another budget), if the evaluator judged it itself: a worker that crashed or ran out
+        of time says more about that machine than about the code."""
+        marks = ", ".join("?" * len(run_ids))
+        rows = self._read(
+            "SELECT e.result FROM evaluations e JOIN candidates c ON c.id = e.candidate_id"
+            f" WHERE c.run_id IN ({marks}) AND c.task_id = ? AND c.source_hash = ?"
+            " AND e.status NOT IN ('crashed', 'timeout') ORDER BY e.id DESC LIMIT 1",
+            (*run_ids, task_id, source_hash(source)),
+        )
+        return json.loads(rows[0]["result"]) if rows else None
+
     def first_evaluated(self, run_id: int, task_id: str, source: str) -> int | None:
         """The earliest candidate of this run with this source that has an evaluation."""
         rows = self._read(

@@ -77,6 +77,25 @@ def test_a_killed_run_resumes_and_does_not_spend_the_budget_twice(tmp_path):
     assert after["starts"] == [(2,)]
 
 
+@pytest.mark.slow  # two optimize runs
+def test_a_larger_budget_takes_the_verdicts_of_the_smaller_budgets_run(tmp_path):
+    """A budget is part of a run's key, so raising it starts a new run; its first queries
+    give the same candidates, whose verdicts the record already has."""
+    for budget in (3, 5):  # the ideas list and 2 candidates, then 4 candidates
+        run = subprocess.run(command(tmp_path, budget), capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr
+    assert run.stdout.count("an earlier verdict") == 2
+    assert len(re.findall(r"level0/1_TinyMLP: candidate \d .*, \d+\.\d s$", run.stdout, re.MULTILINE)) == 2
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        verdicts = db.execute("SELECT c.run_id, c.source_hash, e.result FROM candidates c"
+                              " JOIN evaluations e ON e.candidate_id = c.id ORDER BY c.run_id").fetchall()
+    first = {source: result for run_id, source, result in verdicts if run_id == 1}
+    second = {source: result for run_id, source, result in verdicts if run_id == 2}
+    assert len(first) == 2 and len(second) == 4
+    for source, result in first.items():  # the same verdict, timings and all: not evaluated again
+        assert second[source] == result
+
+
 def test_ctrl_c_stops_a_run_at_once_even_while_a_candidate_is_being_evaluated(tmp_path):
     # Each call of this task takes 0.5 s, so one evaluation (20 rounds at least of three
     # contestants) takes half a minute or more; Ctrl-C must not wait for it.
