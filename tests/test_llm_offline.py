@@ -152,8 +152,8 @@ def test_iba_lists_the_ideas_that_apply():
     assert ". compile-cuda-graph:" in on_cuda.text and ". cudnn-benchmark:" in on_cuda.text
 
 
-def fix_request(task_id, parent, status, reason):
-    return Request(role="efa", system="", task_id=task_id, reference=TASKS[task_id].read_text(), device="cuda",
+def fix_request(task_id, parent, status, reason, device="cuda"):
+    return Request(role="efa", system="", task_id=task_id, reference=TASKS[task_id].read_text(), device=device,
                    parent=parent, prompt=prompts.fix_prompt(TASKS[task_id].read_text(), parent, status, reason, ""))
 
 
@@ -189,22 +189,28 @@ def test_efa_reads_the_reason_and_avoids_its_cause(reason, marks):
     assert extract_code(second.text) not in (source, failed)  # the next one: what was given is not given again
 
 
+@pytest.mark.parametrize("task_id", list(TASKS))
+def test_on_a_gpu_no_move_autotunes(task_id):
+    """max-autotune held the H200 past the step limit on the ResNets and won no task there."""
+    reference = TASKS[task_id].read_text()
+    assert not [step.name for step in plan(reference, None, "cuda")[0] if "max-autotune" in step.source]
+    if task_id == "2_TinyConvBN":  # on the CPU, where nothing holds a device, the library keeps them
+        assert len([step for step in plan(reference, None, "cpu")[0] if "max-autotune" in step.source]) >= 2
+
+
 def test_a_move_that_ran_out_of_time_rules_its_variants_out_of_later_picks_also_after_a_resume():
     """10_ResNet101's compile-max-autotune ran past the 300 s step limit on the H200: any
-    other autotuning move (an LLM's, or the library's on the CPU) would cost as much."""
+    other autotuning move would cost as much (the library's autotuning moves are left on the CPU)."""
     task, reference = "2_TinyConvBN", TASKS["2_TinyConvBN"].read_text()
-    size = OfflineProposer.library_size(reference, "cuda")
+    size = OfflineProposer.library_size(reference, "cpu")
 
     def optimizer_picks(proposer):
-        return [extract_code(ask(proposer, task, device="cuda").text) for _ in range(size - 1)]
+        return [extract_code(ask(proposer, task).text) for _ in range(size - 1)]
 
-    picks = optimizer_picks(OfflineProposer())
-    autotuning = [source for source in picks if "max-autotune" in source]
-    assert len(autotuning) == 1 and picks[-1] == autotuning[0]  # on the GPU: one autotuning step, last
-    cpu = [step for step in plan(reference, None, "cpu")[0] if "max-autotune" in step.source]
-    assert len(cpu) >= 2  # on the CPU (no device held while it tunes) the library keeps them all
+    autotuning = [source for source in optimizer_picks(OfflineProposer()) if "max-autotune" in source]
+    assert len(autotuning) >= 2
     timeout = fix_request(task, autotuning[0], "timeout",
-                          "timed out after 300 s while checking candidate on input set 1")
+                          "timed out after 300 s while checking candidate on input set 1", device="cpu")
     for fresh in (True, False):  # asked now, or replayed from the record by a resumed run
         proposer = OfflineProposer()
         if fresh:
@@ -215,10 +221,10 @@ def test_a_move_that_ran_out_of_time_rules_its_variants_out_of_later_picks_also_
         assert "max-autotune" not in extract_code(fix.text)
         picks = optimizer_picks(proposer)
         assert not [source for source in picks if "max-autotune" in source]
-        assert "best-known" in ask(proposer, task, device="cuda").text  # what is left is spent, not autotuned
+        assert "every move spent" in ask(proposer, task).text  # what is left is spent, not autotuned
     # Another failure rules nothing out of the optimizer's picks.
     proposer = OfflineProposer()
-    asyncio.run(proposer.propose(fix_request(task, autotuning[0], "runtime_error", "anything at all")))
+    asyncio.run(proposer.propose(fix_request(task, autotuning[0], "runtime_error", "anything at all", device="cpu")))
     assert [source for source in optimizer_picks(proposer) if "max-autotune" in source]
 
 

@@ -112,10 +112,12 @@ class OfflineProposer:
             text, meta = self._fix(request, steps, given)
         else:  # optimizer
             ruled_out = self._ruled_out.get(request.task_id, set())
-            fresh = [n for n, step in enumerate(steps) if step.source.strip() not in given
-                     and not any(mark in step.source for mark in ruled_out)]
-            step = steps[fresh[0]] if fresh else best
-            where = f"move {fresh[0] + 1} of {len(steps)}" if fresh else "every move spent; the best-known combination again"
+            allowed = [step for step in steps if not any(mark in step.source for mark in ruled_out)]
+            fresh = [n for n, step in enumerate(steps) if step in allowed and step.source.strip() not in given]
+            again = best if best in allowed or not allowed else allowed[0]  # what a spent library repeats
+            step = steps[fresh[0]] if fresh else again
+            repeated = "the best-known combination" if again is best else again.name
+            where = f"move {fresh[0] + 1} of {len(steps)}" if fresh else f"every move spent; {repeated} again"
             text = _reply_text(f"Offline {where} for {request.task_id or 'this task'}: {step.name}.", step.why, step.source)
             meta = {"move": step.name, "index": k}
         code = _code(text)

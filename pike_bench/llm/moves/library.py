@@ -160,7 +160,7 @@ class Move(NamedTuple):
 
 # The move table, likely best first, except that the max-autotune moves come after the
 # cheap ones: they autotune for minutes on a convnet, which a small budget cannot afford
-# (on a GPU, plan() keeps only the first of them, last). The order of a task's moves is
+# (on a GPU, plan() leaves them out). The order of a task's moves is
 # this order with the moves that do not apply left out.
 MOVES: tuple[Move, ...] = (
     Move("sdpa", sdpa, False,
@@ -300,21 +300,17 @@ class Proposal(NamedTuple):
 
 
 # On a GPU, max-autotune benchmarks GEMM/conv kernels for minutes on a deep model
-# (over 300 s on ResNet101, 186 s on level5/1_deepseekv3_MLA on the H200), holding the
-# device, and won none of 19 tasks there (0.72x-1.00x over eager where it ran): a task's
-# plan keeps one autotuning step, its first, and tries it last.
+# while it holds the device (past a 150 s step limit on ResNet18 and ResNet101, 186 s
+# on level5/1_deepseekv3_MLA, on the H200; another task in flight waits meanwhile) and
+# won none of 21 tasks there (0.72x-1.00x over eager where it ran): a GPU plan leaves
+# the autotuning moves out. On the CPU, where nothing holds a device, they stay.
 def _autotuning(step: Proposal) -> bool:
     return "max-autotune" in step.source
 
 
-def _one_autotuning_step_last(steps: list[Proposal]) -> list[Proposal]:
-    autotuning = [step for step in steps if _autotuning(step)]
-    return [step for step in steps if not _autotuning(step)] + autotuning[:1]
-
-
 def plan(reference: str, parent: str | None, device: str) -> tuple[list[Proposal], Proposal]:
     """A task's steps (the best-known combination, then the moves, then the other
-    combinations; on a GPU one autotuning step, last) and the best-known combination."""
+    combinations; on a GPU none that autotunes) and the best-known combination."""
     steps: list[Proposal] = []
     best: Proposal | None = None
     for move, combination in [(m, False) for m in MOVES] + [(m, True) for m in COMBOS]:
@@ -329,4 +325,4 @@ def plan(reference: str, parent: str | None, device: str) -> tuple[list[Proposal
     if best is None:
         best = steps[0]
     rest = [step for step in steps if step.source != best.source]
-    return [best] + (_one_autotuning_step_last(rest) if on_cuda(device) else rest), best
+    return [best] + [step for step in rest if not (on_cuda(device) and _autotuning(step))], best
