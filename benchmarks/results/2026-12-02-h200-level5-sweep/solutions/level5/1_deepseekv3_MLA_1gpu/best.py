@@ -241,8 +241,10 @@ def _pike_pieces(module, probe, min_calls):
 
 
 class _PikeCapture(_pike_torch.nn.Module):
-    """A module's forward replayed from a CUDA graph, one per input signature (at most
-    max_graphs; other signatures run eagerly). Inputs are copied into static buffers,
+    """A module's forward replayed from a CUDA graph, one per input signature. A module
+    that meets more than max_graphs signatures (an MoE expert, whose token count follows
+    the routing) runs eagerly from then on: its shapes follow the data, and checking each
+    call against its graphs would cost more than they save. Inputs are copied into static buffers,
     except tensors in the memory of the model's own parameters and buffers (a KV cache
     passed down to a layer), which the graph reads and writes in place; outputs are
     cloned. A module whose warm-up syncs with the host, or whose capture fails for any
@@ -262,12 +264,15 @@ class _PikeCapture(_pike_torch.nn.Module):
             return getattr(super().__getattr__("module"), name)
 
     def forward(self, *args, **kwargs):
+        if self.eager:
+            return self.module(*args, **kwargs)
         flat, spec = _pike_torch.utils._pytree.tree_flatten((args, kwargs))
-        if self.eager or not any(isinstance(t, _pike_torch.Tensor) and t.is_cuda for t in flat):
+        if not any(isinstance(t, _pike_torch.Tensor) and t.is_cuda for t in flat):
             return self.module(*args, **kwargs)
         key = tuple(self._signature(t) for t in flat)
         if key not in self.graphs:
             if len(self.graphs) >= self.max_graphs:
+                self.eager, self.graphs = True, {}  # shapes that follow the data: the graphs go too
                 return self.module(*args, **kwargs)
             self.graphs[key] = self._capture(flat, spec)
         if self.graphs[key] is None:
@@ -373,6 +378,9 @@ class _PikeFastest(_pike_torch.nn.Module):
         end.synchronize()
         return start.elapsed_time(end)
 
+
+# One capture per input signature; inputs are copied into the static buffers before
+# each replay and outputs cloned, so each call returns fresh memory.
 
 class _PikeCUDAGraph(_pike_torch.nn.Module):
     def __init__(self, model):
