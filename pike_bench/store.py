@@ -475,13 +475,15 @@ class Store:
 
     def verdict_of_other_runs(self, run_ids: list[int], task_id: str, source: str) -> dict | None:
         """The latest evaluation of this source in one of these runs (the same command with
-        another budget), if the evaluator judged it itself: a worker that crashed or ran out
-        of time says more about that machine than about the code."""
+        another budget), if it judged the code rather than the machine: not where the worker
+        crashed or ran out of time, nor where the GPU's memory ran out (another task in
+        flight may have held it)."""
         marks = ", ".join("?" * len(run_ids))
         rows = self._read(
             "SELECT e.result FROM evaluations e JOIN candidates c ON c.id = e.candidate_id"
             f" WHERE c.run_id IN ({marks}) AND c.task_id = ? AND c.source_hash = ?"
-            " AND e.status NOT IN ('crashed', 'timeout') ORDER BY e.id DESC LIMIT 1",
+            " AND e.status NOT IN ('crashed', 'timeout') AND e.reason NOT LIKE '%CUDA out of memory%'"
+            " ORDER BY e.id DESC LIMIT 1",
             (*run_ids, task_id, source_hash(source)),
         )
         return json.loads(rows[0]["result"]) if rows else None

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from pike_bench.evaluate.result import (
+    BUILD_ERROR,
     CORRECT,
     INCORRECT,
     RUNTIME_ERROR,
     SUSPICIOUS,
+    TIMEOUT,
     BuildCost,
     ContestantResult,
     EvalResult,
@@ -142,6 +144,23 @@ def test_the_same_candidate_again_is_the_same_row(path):
 
 
 # -- resume ---------------------------------------------------------------------------
+
+
+def test_a_sibling_runs_verdict_is_taken_where_it_judged_the_code_not_the_machine(path):
+    with Store(path) as store:
+        small, other = store.start_run("budget-4", {}), store.start_run("another command", {})
+        verdicts = {"correct one": eval_result(CORRECT, ms=2.0, eager=1.5),
+                    "wrong one": eval_result(INCORRECT, reason="output differs"),
+                    "hung one": eval_result(TIMEOUT, reason="timed out after 300 s"),
+                    "crowded one": eval_result(BUILD_ERROR, reason="OutOfMemoryError: CUDA out of memory. Tried ...")}
+        for n, (source, result) in enumerate(verdicts.items()):
+            store.record_evaluation(record_candidate(store, small, source, f"r0/s{n}"), result)
+        store.record_evaluation(record_candidate(store, other, "elsewhere", "r0/s0"), eval_result(CORRECT, 1.0, 2.0))
+        assert store.run_ids(["budget-4", "budget-9"]) == [small]
+        assert store.verdict_of_other_runs([small], TASK, "correct one") == verdicts["correct one"].to_dict()
+        assert store.verdict_of_other_runs([small], TASK, "wrong one") == verdicts["wrong one"].to_dict()
+        for judged_again in ("hung one", "crowded one", "elsewhere", "never evaluated"):
+            assert store.verdict_of_other_runs([small], TASK, judged_again) is None
 
 
 def test_resume_after_close_without_finish(path):
