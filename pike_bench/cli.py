@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run", type=int, help="run id (the leaderboard's JSON lists them)")
     add_cli_options(report, "report")
 
+    forget = commands.add_parser(
+        "forget", help="delete runs from the record, so that the same command starts them afresh",
+        description="Delete each RUN (its queries, candidates and evaluations) from the record: for runs whose "
+        "verdicts judged the machine rather than the code. Their queries are asked, and paid for, again "
+        "when the same command runs.")
+    forget.add_argument("runs", type=int, nargs="+", metavar="RUN", help="run ids (the leaderboard's JSON lists them)")
+    add_cli_options(forget, "forget")
+
     drop = commands.add_parser("remove", help="remove a kept solution")
     drop.add_argument("--task", required=True)
     drop.add_argument("--name", required=True)
@@ -109,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             return show_leaderboard(args, settings)
         if args.command == "report":
             return show_run(args)
+        if args.command == "forget":
+            return forget_runs(args)
         if args.command == "audit":
             return run_audit(args, settings)
         return eval_candidate(args, settings)
@@ -277,6 +287,23 @@ def _marked_tasks(marks: list[str], settings: Settings) -> dict[str, list[str]]:
         raise BadInput(f"--mark {', '.join(unknown)}: no task carries it; marks there: "
                        f"{', '.join(sorted({m for t in tasks for m in t.marks})) or 'none'}")
     return {mark: [t.id for t in tasks if mark in t.marks] for mark in marks}
+
+
+def forget_runs(args: argparse.Namespace) -> int:
+    from pike_bench.store import Store
+
+    if not Path(args.store).exists():
+        raise BadInput(f"no record at {args.store}")
+    with Store(args.store) as store:
+        runs = {run_id: store.run(run_id) for run_id in args.runs}
+        missing = [str(run_id) for run_id, run in runs.items() if run is None]
+        if missing:
+            raise BadInput(f"no run {', '.join(missing)} in {args.store}: nothing was deleted")
+        for run_id, run in runs.items():
+            counts = store.forget_run(run_id)
+            print(f"forgot run {run_id} ({run['config'].get('task', '?')}): {counts['llm_calls']} queries, "
+                  f"{counts['candidates']} candidates; the same command starts it afresh")
+    return EXIT_OK
 
 
 def show_run(args: argparse.Namespace) -> int:

@@ -123,7 +123,7 @@ OPTIONS: tuple[Option, ...] = (
            commands=("optimize",)),
     # The record, the kept solutions and their gate.
     Option("store", "the record of runs (a rerun of the same command resumes from it)",
-           default=".pike/runs.sqlite", metavar="PATH", commands=("optimize", "accept", "leaderboard", "report")),
+           default=".pike/runs.sqlite", metavar="PATH", commands=("optimize", "accept", "leaderboard", "report", "forget")),
     Option("solutions", "kept solutions: written by the optimizer, gated on every pytest run without it",
            default="solutions", metavar="DIR", commands=("optimize", "accept", "remove")),
     Option("gate-tolerance", "a solution fails when its speedup over eager drops more than this below the "

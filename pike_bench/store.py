@@ -315,6 +315,21 @@ class Store:
         rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
         return _row_dict(rows[0], json_columns=("config",)) if rows else None
 
+    def forget_run(self, run_id: int) -> dict[str, int]:
+        """Delete a run and what it recorded (queries, candidates, evaluations), so that the
+        same command starts it afresh: for a run whose verdicts judged the machine (a GPU
+        out of memory because of a neighbour, a broken driver). The compile baseline's
+        builds and the reviews belong to the task and stay. Returns what was deleted."""
+        with self._lock, self._transaction() as db:
+            counts = {table: db.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?", (run_id,)).fetchone()[0]
+                      for table in ("llm_calls", "candidates")}
+            db.execute("DELETE FROM evaluations WHERE candidate_id IN (SELECT id FROM candidates WHERE run_id = ?)",
+                       (run_id,))
+            db.execute("DELETE FROM candidates WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM llm_calls WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        return counts
+
     # -- LLM calls ----------------------------------------------------------------------
 
     def open_llm_call(self, run_id: int, request: Request, reserved: float) -> int:
