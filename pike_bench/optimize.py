@@ -154,25 +154,26 @@ class Optimizer:
 
     def run_key(self, task: Task) -> str:
         """Same command, same key: a rerun finds its run in the store and resumes it."""
-        return self._key(task, self.options.budget_queries)
+        return _hashed(self._key_parts(task))
 
     def _other_budgets(self, task: Task, store: Store) -> list[int]:
         """The runs of the same command with another query budget (1 to 200): the same
         candidates, judged by the same evaluator, so their verdicts hold for this run."""
-        keys = [self._key(task, queries) for queries in range(1, 201) if queries != self.options.budget_queries]
+        parts = self._key_parts(task)
+        keys = [_hashed({**parts, "queries": queries}) for queries in range(1, 201) if queries != parts["queries"]]
         return store.run_ids(keys)
 
-    def _key(self, task: Task, queries: int | None) -> str:
+    def _key_parts(self, task: Task) -> dict:
         config = asdict(self.config) if is_dataclass(self.config) else self.config
         parts = {
             "task": task.id, "sha": task.sha256(), "strategy": self.options.strategy, "config": config,
             "llm": choose_llm(self.options), "model": self.options.model, "efa_model": self.options.efa_model,
-            "queries": queries, "dollars": self.options.budget_dollars,
+            "queries": self.options.budget_queries, "dollars": self.options.budget_dollars,
             "device": self.evaluator.device, "size": self.evaluator.size, "mode": self.evaluator.mode,
         }
         if self.evaluator.check.name != "strict":  # so the keys of strict runs stay what they were
             parts["check"] = self.evaluator.check.name
-        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        return parts
 
     def optimize(self, task: Task) -> TaskOutcome:
         return asyncio.run(self.optimize_async(task))
@@ -343,6 +344,10 @@ class Optimizer:
         origin = {"by": "pike optimize", "strategy": self.options.strategy, "llm": choose_llm(self.options),
                   "model": self.options.model, "efa_model": self.options.efa_model, "slot": best.slot}
         return solutions.save(root, solutions.from_result(task, "best", best.source, result, origin)), ""
+
+
+def _hashed(key_parts: dict) -> str:
+    return hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def _outcome_of(result: EvalResult, reused: bool = False) -> Outcome:
