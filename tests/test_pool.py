@@ -55,7 +55,8 @@ def test_a_pool_serves_one_event_loop_after_another():
 
     with EvaluatorPool.on_devices(["cpu"], **FAST) as pool:
         for _ in range(2):
-            assert [r.status for r in asyncio.run(two_at_once(pool))] == ["correct", "correct"]
+            results = asyncio.run(two_at_once(pool))
+            assert [r.status for r in results] == ["correct", "correct"], [(r.status, r.reason) for r in results]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA, where cuda:0 cannot work")

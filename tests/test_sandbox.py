@@ -150,6 +150,26 @@ def test_a_cpp_candidate_with_the_default_settings_leaks_the_key_nowhere(key, ke
     assert key not in loud.reason + loud.detail
 
 
+@pytest.mark.parametrize("tool", EACH_TOOL)
+def test_a_worker_outlives_the_thread_that_started_it(tool, path_without_bwrap, monkeypatch):
+    """bubblewrap's --die-with-parent follows the thread that started the sandbox, and each
+    task's asyncio.run ends the threads its evaluations ran in: the worker must outlive them
+    (it was killed, and a candidate of the next task read "killed by SIGKILL")."""
+    if tool == "unshare":
+        monkeypatch.setenv("PATH", path_without_bwrap)
+    good = (CANDIDATES / "good.py").read_text()
+    phases = []
+    with Evaluator("cpu", **FAST) as evaluator:
+        assert evaluator.sandbox.tool == tool
+        first = threading.Thread(target=evaluator.evaluate, args=(TASK, good))
+        first.start()
+        first.join()
+        time.sleep(1)  # had the thread's end signalled the worker, it would be dead by now
+        again = evaluator.evaluate(TASK, good + "\n# again\n", on_phase=lambda what, who: phases.append(what))
+    assert again.status == "correct", again.reason
+    assert "starting the worker" not in phases
+
+
 @pytest.mark.slow  # a C++ build without the sandbox
 def test_without_the_sandbox_the_allow_list_alone_keeps_the_key_from_getenv_only(key, key_holder, listener, tmp_path):
     target = tmp_path / "stolen.txt"

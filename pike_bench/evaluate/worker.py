@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -32,6 +33,14 @@ from pike_bench.evaluate.sandbox import Confined, Sandbox
 OnPhase = Callable[[str, str], None]  # (what the worker is doing, which contestant or "")
 
 STARTUP_TIMEOUT = 300.0  # importing torch and initialising CUDA on a cold machine
+
+# Workers are started from this one thread, which lives as long as the process: bubblewrap's
+# --die-with-parent kills the sandbox when the *thread* that started it ends (the kernel's
+# parent-death signal follows the thread), and evaluations run in asyncio's executor
+# threads, which end with their event loop (each task's asyncio.run). Started there, a
+# worker was killed between two tasks, or in the middle of the next task's candidate,
+# whose verdict then read "killed by SIGKILL while building candidate".
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pike-worker-start")
 
 
 class WorkerDied(Exception):
@@ -72,7 +81,6 @@ class WorkerProcess:
     """The parent's handle on one worker process."""
 
     device: str
-    device: str
     sandbox: Sandbox
     compile_cache: str = ""  # the record's cache of compile baselines ("": none kept)
     process: subprocess.Popen | None = None
@@ -104,14 +112,15 @@ class WorkerProcess:
         self.confined = self.sandbox.prepare([sys.executable, "-c", _WORKER_MAIN, str(child.fileno())], env=env,
                                              writable=writable)
         with os.fdopen(fd, "w") as log:
-            self.process = subprocess.Popen(
+            self.process = _SPAWNER.submit(
+                subprocess.Popen,
                 self.confined.argv,
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 env=self.confined.env,
-            )
+            ).result()
         child.close()
         self.conn = Connection(parent.detach())
         self.phase, self.culprit = "starting the worker", ""
