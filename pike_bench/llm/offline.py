@@ -32,7 +32,7 @@ import re
 import time
 
 from pike_bench.llm.base import ROLES, ProposerError, Reply, Request
-from pike_bench.llm.moves.library import Proposal, compile_default, plan
+from pike_bench.llm.moves.library import AUTOTUNE_MARK, Proposal, compile_default, plan
 
 
 # --- the proposer ---
@@ -45,7 +45,7 @@ _CAPTURE_MARKS = ("_PikeCUDAGraph(model)", "reduce-overhead", "_PikePiecewiseGra
 # on ResNet101, holding the device turn meanwhile) would cost as much again in any variant:
 # its cause rules them out of the optimizer's later picks for the task too, not only of the fix.
 _OUT_OF_TIME = (re.compile(r"time limit|timed out|timeout", re.IGNORECASE),
-                "out of time: the next move does not autotune", ("max-autotune",))
+                "out of time: the next move does not autotune", (AUTOTUNE_MARK,))
 _FAILURES: tuple[tuple[re.Pattern, str, tuple[str, ...]], ...] = (
     (re.compile(r"CUDA ?graph|captur|cudaStreamCapture|cudaErrorStreamCapture", re.IGNORECASE),
      "a CUDA-graph capture failed: the next move captures nothing", _CAPTURE_MARKS),

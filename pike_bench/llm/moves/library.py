@@ -304,8 +304,11 @@ class Proposal(NamedTuple):
 # on level5/1_deepseekv3_MLA, on the H200; another task in flight waits meanwhile) and
 # won none of 21 tasks there (0.72x-1.00x over eager where it ran): a GPU plan leaves
 # the autotuning moves out. On the CPU, where nothing holds a device, they stay.
+AUTOTUNE_MARK = "max-autotune"  # in the source of every move that autotunes
+
+
 def _autotuning(step: Proposal) -> bool:
-    return "max-autotune" in step.source
+    return AUTOTUNE_MARK in step.source
 
 
 def plan(reference: str, parent: str | None, device: str) -> tuple[list[Proposal], Proposal]:
