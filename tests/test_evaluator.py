@@ -208,3 +208,32 @@ def test_a_task_s_fixed_input_sets_are_drawn_once_per_worker_and_each_caller_get
     second = ExpectedOutputs(module, reference, "cpu", {}, kept, fixed=(timing,))  # the next job of the task
     assert second.inputs(timing) is first.inputs(timing)  # not drawn again
     assert second.inputs(check) is not first.inputs(check)  # a check's set is drawn per job
+
+
+@pytest.mark.parametrize("error, kept", [("cannot capture: the forward syncs with the host", True),
+                                         ("CUDA out of memory. Tried to allocate 2.00 GiB", False)])
+def test_a_baseline_that_fails_twice_in_a_task_is_not_built_again_unless_the_machine_failed(tiny_task, error, kept):
+    """A task whose forward cannot be captured rebuilt its graph baseline (a copy of a large
+    model) for every candidate on the H200; its own failure is now kept after two jobs.
+    Out of memory names the machine (another worker's models), so that one is tried again."""
+    from pike_bench.evaluate.messages import Contestant
+
+    failing = tiny_task.path.read_text() + (
+        "\n\nclass ModelNew(Model):\n"
+        "    def forward(self, *inputs):\n"
+        f"        raise RuntimeError({error!r})\n"
+    )
+    builds: list[str] = []
+
+    def heard(phase: str, who: str) -> None:
+        if who == "graph" and phase.startswith("building"):
+            builds.append(phase)
+
+    with Evaluator("cpu", trials=2, timing=FAST_TIMING, baselines=("eager",)) as evaluator:
+        contestants = evaluator.contestants(tiny_task, candidate("good.py"))
+        contestants.append(Contestant("graph", failing, trusted=True))
+        replies = [evaluator.run(tiny_task, contestants, hypothesis_seed=1, on_phase=heard) for _ in range(4)]
+    assert len(builds) == (2 if kept else 4)
+    for reply in replies:
+        assert reply.results["graph"].status == "build_error" and error in reply.results["graph"].reason
+        assert reply.results["candidate"].status == "correct" and reply.results["candidate"].timing is not None

@@ -13,7 +13,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -83,6 +83,9 @@ def make_current(device: str) -> None:
         torch.cuda.set_device(where)
 
 
+TRUSTED_FAILURES_KEPT = 2  # a baseline failing in this many jobs of a task is not built again
+
+
 class Worker:
     """State the worker keeps between jobs: the reference of the last task and trusted models."""
 
@@ -91,6 +94,11 @@ class Worker:
         self._key: tuple | None = None
         self._reference: tuple[Any, Any, list[Any]] | None = None
         self._trusted: dict[str, Any] = {}
+        # A baseline's failures: one that failed for a reason of its own (a forward that
+        # cannot be captured in a CUDA graph) fails the same way in every job of the task,
+        # so after two its verdict is kept, not rebuilt per candidate (a large model's copy
+        # each time). Two, not one: a candidate runs first and might have caused the first.
+        self._trusted_failed: dict[str, tuple[int, ContestantResult]] = {}
         self._fixed: dict[Any, Any] = {}  # the task's fixed input sets (timing, precision probe) and reference dtypes
         self.defaults = precision_settings()
         self.turns = Turns()
@@ -107,6 +115,7 @@ class Worker:
         if key != self._key:
             # One task at a time: drop the last task's models before building this one's.
             self._key, self._reference, self._trusted, self._fixed = None, None, {}, {}
+            self._trusted_failed = {}
             if request.device.startswith("cuda"):
                 torch.cuda.empty_cache()
             module = sized_module(task, request.size)
@@ -181,6 +190,10 @@ class Worker:
     def _contest(self, contestant, request, module, init_inputs, expected, progress):
         """Build one contestant and check it on Hypothesis input sets."""
         digest = hashlib.sha256(contestant.source.encode()).hexdigest()
+        failures, failed = self._trusted_failed.get(digest, (0, None))
+        if contestant.trusted and failures >= TRUSTED_FAILURES_KEPT:
+            progress(f"{contestant.name} failed in {failures} earlier jobs of this task: not built again", contestant.name)
+            return replace(failed), None
         build = None
         model = self._trusted.get(digest) if contestant.trusted else None
         # Said apart, so that a progress display can tell a baseline built (the compile
@@ -199,7 +212,7 @@ class Worker:
             return ContestantResult(contestant.name, REJECTED, str(exc), rule=exc.rule), None
         except Exception as exc:
             self.cuda_broken |= _is_cuda_error(exc)
-            return self._build_error(contestant, exc), None
+            return self._remember_failure(contestant, digest, self._build_error(contestant, exc)), None
         entry = Built(model, contestant.trusted, precision_settings())
         self.compiles_step_away = not (contestant.device_build or "autotune" in contestant.source.lower())
         try:
@@ -209,12 +222,21 @@ class Worker:
         result.precision = describe_precision(self.defaults, entry.settings)
         result.build = build
         if result.status != CORRECT:
-            return result, None
+            return self._remember_failure(contestant, digest, result), None
         if not contestant.trusted:
             result.precision = self._precision(entry, expected, request, result.precision)
         if contestant.trusted:
             self._trusted[digest] = model
         return result, entry
+
+    def _remember_failure(self, contestant: Contestant, digest: str, result: ContestantResult) -> ContestantResult:
+        """Keep a trusted baseline's failure for the next jobs, unless the machine caused
+        it (a broken CUDA context, memory taken by another worker): that may pass later."""
+        machine = self.cuda_broken or "out of memory" in result.reason.lower()
+        if contestant.trusted and not machine:
+            failures = self._trusted_failed.get(digest, (0, None))[0] + 1
+            self._trusted_failed[digest] = failures, replace(result, build=None)
+        return result
 
     def _build_baseline(self, contestant, request, module, init_inputs, expected) -> tuple[Any, BuildCost]:
         """A baseline built and called once: torch.compile compiles, and a CUDA graph is
