@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -42,9 +43,27 @@ def baseline_cache(task_id: str) -> Iterator[None]:
     from torch._inductor.runtime.cache_dir_utils import temporary_cache_dir
 
     folder = Path(root, task_id)
-    folder.mkdir(parents=True, exist_ok=True)
+    _forget_if_moved(folder)
     with temporary_cache_dir(str(folder)):
         yield
+
+
+BUILT_AT = ".built-at"  # names the folder's absolute path when its builds were made
+
+
+def _forget_if_moved(folder: Path) -> None:
+    """Empty a task's cache folder that was built at another path. Inductor's entries
+    name absolute paths of its own files (on a GPU, the kernels' cubins), and loading
+    one moved elsewhere fails in the sandbox, where the old path cannot be written
+    ("Read-only file system"): seen on the H200 when a record moved between folders.
+    A moved cache is built once more, cold, at its new place."""
+    marker = folder / BUILT_AT
+    here = str(folder.resolve())
+    if folder.is_dir() and (not marker.exists() or marker.read_text() != here):
+        shutil.rmtree(folder, ignore_errors=True)  # another worker of the task may empty it too
+    folder.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        marker.write_text(here)
 
 
 def parse_baselines(option: str) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
 """The evaluator on real worker processes: honest candidates, broken ones, and recovery."""
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -170,6 +171,32 @@ def test_a_new_worker_builds_the_compile_baseline_from_the_cache_beside_the_reco
     assert (cache / tiny_task.id / "fxgraph").is_dir() and (cache / ".gitignore").read_text().endswith("*\n")
     assert not list(cache.rglob("planted")) and (tmp_path / "user-cache/pike-bench/inductor/planted").is_dir()
     print(f"compile baseline of {tiny_task.id}: {cold['seconds']:.1f} s cold, {warm['seconds']:.1f} s warm")
+
+
+def test_a_task_s_compile_cache_moved_to_another_folder_is_built_again(tmp_path, monkeypatch):
+    """Inductor's entries name absolute paths of its files; on the H200 a record moved
+    from one folder to another failed its compile baseline on every candidate
+    ("Read-only file system" at the old path). A moved task folder starts empty."""
+    import shutil
+
+    from pike_bench.baselines import BASELINE_CACHE, baseline_cache
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    def build(root: Path) -> Path:
+        monkeypatch.setenv(BASELINE_CACHE, str(root))
+        with baseline_cache("level0/1_TinyMLP"):
+            built = Path(cache_dir(), "built.py")
+            if not built.exists():
+                built.write_text("compiled here")
+        return built
+
+    first = build(tmp_path / "here" / "inductor-cache")
+    kept = first.stat().st_mtime_ns
+    assert build(tmp_path / "here" / "inductor-cache").stat().st_mtime_ns == kept  # same place: kept
+    shutil.copytree(tmp_path / "here", tmp_path / "there")
+    moved = build(tmp_path / "there" / "inductor-cache")
+    assert moved.stat().st_mtime_ns != kept and first.exists()  # built again there; the original untouched
+    assert (moved.parent / ".built-at").read_text() == str(moved.parent.resolve())
 
 
 def test_a_baseline_that_breaks_the_cuda_context_is_set_aside_and_the_candidate_is_still_timed(tiny_task):
