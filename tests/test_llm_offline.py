@@ -112,7 +112,7 @@ def test_cuda_only_moves_are_not_proposed_for_the_cpu_but_are_for_cuda(task_id):
     names = [r.meta["move"] for r in on_cuda]
     assert names[0] == "tf32+compile-cuda-graph"  # exploit first: the best-known combination
     assert names[1] == ("sdpa" if task_id == "44_MiniGPTBlock" else "compile-cuda-graph")
-    assert {"compile-cuda-graph", "compile-reduce-overhead", "cuda-graph", "tf32"} <= set(names)
+    assert {"compile-cuda-graph", "cuda-graph", "tf32"} <= set(names)
     assert on_cuda[-1].meta["move"] == "tf32+compile-cuda-graph"  # the best-known combination
     for reply in on_cuda:  # what runs only on a GPU is at least well-formed and passes the screen
         source = extract_code(reply.text)
@@ -196,6 +196,17 @@ def test_on_a_gpu_no_move_autotunes(task_id):
     assert not [step.name for step in plan(reference, None, "cuda")[0] if "max-autotune" in step.source]
     if task_id == "2_TinyConvBN":  # on the CPU, where nothing holds a device, the library keeps them
         assert len([step for step in plan(reference, None, "cpu")[0] if "max-autotune" in step.source]) >= 2
+
+
+@pytest.mark.parametrize("task, kept", [("level3/16_DenseNet201", False), ("level5/2_stablediffusion3_mmdit", False),
+                                        ("level5/3_deepseek_v3_1gpu", True)])
+def test_on_a_gpu_reduce_overhead_is_proposed_only_where_a_host_sync_breaks_the_forward(task, kept):
+    """None of its 50 candidates on the H200 was a task's best; one took 234 s (SD3);
+    compile-cuda-graph captures the same forward whole. The MoE task's routing syncs with
+    the host, so whole capture fails there and inductor's cudagraph trees stay a move."""
+    reference = (ROOT / "kernelbench_tasks" / f"{task}.py").read_text()
+    names = [step.name for step in plan(reference, None, "cuda")[0] if "reduce-overhead" in step.source]
+    assert names == (["compile-reduce-overhead", "tf32+compile-reduce-overhead"] if kept else [])
 
 
 def test_a_move_that_ran_out_of_time_rules_its_variants_out_of_later_picks_also_after_a_resume():

@@ -307,13 +307,27 @@ class Proposal(NamedTuple):
 AUTOTUNE_MARK = "max-autotune"  # in the source of every move that autotunes
 
 
+# Inductor's own CUDA graphs (reduce-overhead) do what compile-cuda-graph does, through
+# cudagraph trees, which also survive graph breaks. Where the forward can be captured
+# whole (no host syncs), compile-cuda-graph is the better form of the same move: on the
+# H200 none of its 50 candidates (levels 3 and 5) was a task's best, and one took 234 s (SD3)
+# (inductor's CUDA-graph compile; about 1,100 s of the two sweeps' device time). It stays
+# where a host sync breaks the forward, since there its trees still capture the pieces.
+REDUCE_OVERHEAD_MARK = "mode='reduce-overhead'"  # in the source of every move that uses it
+
+
 def _autotuning(step: Proposal) -> bool:
     return AUTOTUNE_MARK in step.source
 
 
+def _left_out_on_a_gpu(step: Proposal, reference: str) -> bool:
+    return _autotuning(step) or (REDUCE_OVERHEAD_MARK in step.source and not has_host_syncs(reference))
+
+
 def plan(reference: str, parent: str | None, device: str) -> tuple[list[Proposal], Proposal]:
     """A task's steps (the best-known combination, then the moves, then the other
-    combinations; on a GPU none that autotunes) and the best-known combination."""
+    combinations; on a GPU none that autotunes, and reduce-overhead only where a host
+    sync breaks the forward) and the best-known combination."""
     steps: list[Proposal] = []
     best: Proposal | None = None
     for move, combination in [(m, False) for m in MOVES] + [(m, True) for m in COMBOS]:
@@ -328,4 +342,6 @@ def plan(reference: str, parent: str | None, device: str) -> tuple[list[Proposal
     if best is None:
         best = steps[0]
     rest = [step for step in steps if step.source != best.source]
-    return [best] + [step for step in rest if not (on_cuda(device) and _autotuning(step))], best
+    if on_cuda(device):
+        rest = [step for step in rest if not _left_out_on_a_gpu(step, reference)]
+    return [best] + rest, best
