@@ -64,7 +64,7 @@ def test_forget_deletes_runs_so_that_the_same_command_starts_them_afresh(tmp_pat
     assert missing.stderr.strip() == f"pike: no run 99 in {record}: nothing was deleted"
     done = pike("forget", str(runs["crowded"]), "--store", str(record))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == (f"forgot run {runs['crowded']} (level5/2_sd3): 1 queries, 1 candidates;"
+    assert done.stdout.strip() == (f"forgot run {runs['crowded']} (level5/2_sd3): 1 query, 1 candidate;"
                                    " the same command starts it afresh")
     with Store(record) as store:
         assert store.run(runs["crowded"]) is None and store.run(runs["fine"]) is not None
