@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device call of a resumable offline sweep, with everything that must come back
 # copied flat under $OUT (the device tool returns at most 8 files of 16 MiB, two folders
-# down): the record, the log, record.tgz (machine line, leaderboard, solutions) and
+# down): the record gzipped (runs.sqlite.gz: level 3's record passed 16 MiB in call 12
+# and did not come back), the log, record.tgz (machine line, leaderboard, solutions) and
 # inductor-cache.tgz (the compile baselines' code of the unfinished tasks, git-ignored)
 # where it fits. Carry RECORD_DIR/inductor-cache.tgz into the next call: it is unpacked
 # here, so that the baselines load instead of compiling again.
@@ -12,6 +13,9 @@ dir=${1:?RECORD_DIR}; cap=${2:?SECONDS}; log=${3:?LOGNAME}; shift 3
 python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1
 source benchmarks/device_bwrap.sh
 mkdir -p "$dir"
+# A record kept gzipped in the repository (its working tree must stay under 64 MiB to
+# travel) is unpacked here; the gzipped file is the truth, over any copy left on the machine.
+[ -f "$dir/runs.sqlite.gz" ] && gunzip -c "$dir/runs.sqlite.gz" > "$dir/runs.sqlite"
 [ -f "$dir/inductor-cache.tgz" ] && [ ! -d "$dir/inductor-cache" ] && tar xzf "$dir/inductor-cache.tgz" -C "$dir"
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
@@ -20,7 +24,8 @@ start=$(date +%s)
 bash benchmarks/offline_sweep.sh "$dir" "$cap" "$@" > "$dir/$log.log" 2>&1
 echo "wall_s $(( $(date +%s) - start ))" >> "$dir/machine_$log.txt"
 tail -40 "$dir/$log.log"
-cp "$dir/runs.sqlite" "$dir/$log.log" "$OUT/"
+gzip -c "$dir/runs.sqlite" > "$OUT/runs.sqlite.gz"
+cp "$dir/$log.log" "$OUT/"
 tar czf "$OUT/record.tgz" -C "$dir" "machine_$log.txt" leaderboard $( [ -d "$dir/solutions" ] && echo solutions)
 # The compile baselines' code comes back when it fits the device tool's 16 MiB per file,
 # one folder per task (LEVEL/NAME); a task without an unfinished run in the record never
