@@ -60,10 +60,10 @@ from typing import Iterable
 
 from tabulate import tabulate
 
-from pike_bench.evaluate.result import Speedup
+from pike_bench.evaluate.result import CORRECT, Speedup
 from pike_bench.store import Store
 
-SCHEMA_VERSION = 3  # 2: the graph baseline; 3: mark subsets, all-task geomeans over compile and graph, below_graph (moves, reviewed: added, readers unaffected)
+SCHEMA_VERSION = 3  # 2: the graph baseline; 3: mark subsets, all-task geomeans over compile and graph, below_graph (moves, reviewed, baselines_failed: added, readers unaffected)
 SCHEMA_PATH = Path(__file__).with_name("leaderboard_schema.json")
 AXES = ("queries", "dollars")
 VIEWS = ("entries", "compare")
@@ -118,6 +118,7 @@ class Entry:
     marks: list[str] = field(default_factory=list)  # the asked-for pytest marks the task carries
     below_graph: str | None = None  # why the best is below the graph baseline (or none is correct)
     moves: str | None = None  # which candidate (move) won, and how each other one did
+    baselines_failed: str | None = None  # a baseline beside the best that has no ratio, and why
     reviewed: bool = False  # the best was flagged suspicious and accepted by a person (pike accept)
 
     @property
@@ -223,9 +224,11 @@ class Leaderboard:
         geomeans = tabulate([_geomean_row(g) for g in self.geomeans], headers=GEOMEAN_HEADERS, tablefmt="github")
         below = _below_graph_lines(self)
         why = "\n\nBelow the graph baseline, and why:\n\n" + "\n".join(f"- {line}" for line in below) if below else ""
+        missing = _baselines_failed_lines(self)
+        blank = "\n\nBaselines without a ratio, and why:\n\n" + "\n".join(f"- {line}" for line in missing) if missing else ""
         won = _moves_lines(self)
         how = "\n\nHow each task was won:\n\n" + "\n".join(f"- {line}" for line in won) if won else ""
-        return f"{entries}\n\n{geomeans}\n\n{NOTE}{why}{how}"
+        return f"{entries}\n\n{geomeans}\n\n{NOTE}{why}{blank}{how}"
 
     def to_html(self, plots: dict[str, bytes] | None = None) -> str:
         """One self-contained page: sortable tables and the plots as data URIs; nothing is fetched."""
@@ -414,6 +417,16 @@ def _fill_best(entry: Entry, best: dict, result: dict) -> None:
     entry.precision = result.get("precision") or ""
     entry.device_name = result.get("device_name") or ""
     entry.reviewed = best["reviewed"]
+    entry.baselines_failed = _baselines_failed(result)
+
+
+def _baselines_failed(result: dict) -> str | None:
+    """The baselines timed beside the best that failed there (so its ratio over them is
+    missing), each with its status and reason: a graph capture that the model's host
+    syncs break, a compile whose output is outside the task's tolerance."""
+    failed = [f"{name} baseline {baseline.get('status')}: {_clip(baseline.get('reason'))}"
+              for name, baseline in (result.get("baselines") or {}).items() if baseline.get("status") != CORRECT]
+    return "; ".join(failed) or None
 
 
 def _baseline_ms(result: dict, name: str) -> float | None:
@@ -559,6 +572,10 @@ def _below_graph_lines(board: "Leaderboard") -> list[str]:
     return [f"{e.strategy} {e.task}: {e.below_graph}" for e in board.entries if e.below_graph]
 
 
+def _baselines_failed_lines(board: "Leaderboard") -> list[str]:
+    return [f"{e.strategy} {e.task}: {e.baselines_failed}" for e in board.entries if e.baselines_failed]
+
+
 def _moves_lines(board: "Leaderboard") -> list[str]:
     return [f"{e.strategy} {e.task}: {e.moves}" for e in board.entries if e.moves]
 
@@ -685,6 +702,11 @@ def _below_graph_html(board: Leaderboard) -> str:
     return f"<ul>{items}</ul>" if lines else "<p>none: every best is at or above the graph baseline, or graph was not timed</p>"
 
 
+def _baselines_failed_html(board: Leaderboard) -> str:
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in _baselines_failed_lines(board))
+    return f"<ul>{items}</ul>" if items else "<p>none: every baseline timed beside a best ran</p>"
+
+
 def _moves_html(board: Leaderboard) -> str:
     items = "".join(f"<li>{html.escape(line)}</li>" for line in _moves_lines(board))
     return f"<ul>{items}</ul>" if items else "<p>no candidate was evaluated</p>"
@@ -715,6 +737,7 @@ def _html_page(board: Leaderboard, plots: dict[str, bytes]) -> str:
 <h2>Per strategy and task</h2>{_entries_html(board)}
 <p>{html.escape(NOTE)}</p>
 <h2>Below the graph baseline, and why</h2>{_below_graph_html(board)}
+<h2>Baselines without a ratio, and why</h2>{_baselines_failed_html(board)}
 <h2>How each task was won</h2>{_moves_html(board)}
 <h2>Plots</h2>{_figures_html(plots)}
 <script>{_SCRIPT}</script>

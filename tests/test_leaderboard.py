@@ -213,6 +213,32 @@ def test_a_best_below_graph_gets_a_line_on_why(tmp_path):
     assert "compile-cuda-graph (c2) runtime_error" in board.to_html({})
 
 
+def test_a_baseline_that_failed_beside_the_best_gets_a_line_on_why_its_ratio_is_missing(tmp_path):
+    """On the H200, torch.compile of the Mamba-2 tasks is outside their tolerance and the
+    graph capture of the MoE tasks fails on a host sync: their columns were blank, unexplained."""
+    path = tmp_path / "runs.sqlite"
+    with Store(path) as store:
+        run = Recorder(store, "pike-b", MLP, llm="offline")
+        best = result(MLP, CORRECT, 1.0, 3.0, 2.5, 3.0, 2.5)
+        best.baselines["compile"] = ContestantResult("compile", "incorrect", "output differs at index (0, 55, 1, 41)")
+        best.baselines["graph"] = ContestantResult("graph", "build_error", "RuntimeError: Cannot copy between CPU and CUDA "
+                                                   "tensors during CUDA graph capture")
+        del best.speedups["compile"]
+        run.candidate(best, run.call(0, move="cuda-graph"))
+        whole = Recorder(store, "pike-b", ATTN, llm="offline")
+        whole.candidate(result(ATTN, CORRECT, 2.0, 3.0, 2.5, 1.5, 1.25, graph=(2.4, 1.2)), whole.call(0, move="tf32"))
+    board = lb.build(path)
+    missing = board.entry("pike-b", MLP)
+    assert missing.speedup_compile is None and missing.baselines_failed == (
+        "compile baseline incorrect: output differs at index (0, 55, 1, 41); "
+        "graph baseline build_error: RuntimeError: Cannot copy between CPU and CUDA tensors during CUDA graph capture")
+    assert board.entry("pike-b", ATTN).baselines_failed is None
+    table = board.to_markdown()
+    lines = table.split("Baselines without a ratio, and why:\n\n")[1].split("\n\n")[0].splitlines()
+    assert lines == [f"- pike-b {MLP}: {missing.baselines_failed}"]
+    assert "graph baseline build_error: RuntimeError: Cannot copy" in board.to_html({})
+
+
 def test_each_task_gets_a_line_on_which_move_won_and_how_the_others_did(tmp_path):
     path = tmp_path / "runs.sqlite"
     with Store(path) as store:
