@@ -21,7 +21,9 @@ other than strict (pike, kernelbench: a verdict of another evaluator is another
 entry). When two runs still share a (strategy, task) (another budget,
 device or model), the run started last (highest id) is shown and the others are listed
 in ``superseded_runs``: mixing two budgets in one row would make its numbers belong to
-neither.
+neither. A run under way does not hide a finished one, though: until it finishes, the
+finished run is shown and the later one is listed in ``runs_under_way`` (a budget-20 pass
+resumed over several sessions would otherwise replace whole tasks by a few candidates).
 
 The trajectory. For each strategy: the geomean over its tasks of the best-so-far speedup
 over eager, against the LLM queries spent on each task and against the dollars spent on
@@ -172,6 +174,7 @@ class Leaderboard:
     geomeans: list[Geomean]
     trajectories: list[Trajectory]
     superseded_runs: list[int] = field(default_factory=list)
+    runs_under_way: list[int] = field(default_factory=list)  # behind a finished run, shown once they finish
 
     @property
     def strategies(self) -> list[str]:
@@ -207,6 +210,7 @@ class Leaderboard:
             "geomeans": [asdict(geomean) for geomean in self.geomeans],
             "trajectories": trajectories,
             "superseded_runs": self.superseded_runs,
+            "runs_under_way": self.runs_under_way,
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -228,7 +232,7 @@ class Leaderboard:
         blank = "\n\nBaselines without a ratio, and why:\n\n" + "\n".join(f"- {line}" for line in missing) if missing else ""
         won = _moves_lines(self)
         how = "\n\nHow each task was won:\n\n" + "\n".join(f"- {line}" for line in won) if won else ""
-        return f"{entries}\n\n{geomeans}\n\n{NOTE}{why}{blank}{how}"
+        return f"{entries}\n\n{geomeans}\n\n{NOTE}{_under_way_note(self)}{why}{blank}{how}"
 
     def to_html(self, plots: dict[str, bytes] | None = None) -> str:
         """One self-contained page: sortable tables and the plots as data URIs; nothing is fetched."""
@@ -258,7 +262,7 @@ def build(store_path: str | Path, marks: dict[str, Iterable[str]] | None = None)
     marked = {mark: set(tasks) for mark, tasks in (marks or {}).items()}
     with Store(path) as store, closing(_read_only(path)) as db:
         runs = _runs(store, db)
-        chosen, superseded = _choose_runs(runs)
+        chosen, superseded, under_way = _choose_runs(runs)
         entries = [_entry(store, db, run, strategy, task) for (strategy, task), run in chosen.items()]
     for entry in entries:
         entry.marks = sorted(mark for mark, tasks in marked.items() if entry.task in tasks)
@@ -271,6 +275,7 @@ def build(store_path: str | Path, marks: dict[str, Iterable[str]] | None = None)
         trajectories=[_trajectory(s, [e for e in entries if e.strategy == s], axis)
                       for s in sorted({e.strategy for e in entries}) for axis in AXES],
         superseded_runs=sorted(superseded),
+        runs_under_way=under_way,
     )
 
 
@@ -296,23 +301,32 @@ def _runs(store: Store, db: sqlite3.Connection) -> list[_Run]:
     return runs
 
 
-def _choose_runs(runs: list[_Run]) -> tuple[dict[tuple[str, str], _Run], list[int]]:
-    """(strategy label, task) -> the run shown; and the runs left out because a later one covers them."""
+def _choose_runs(runs: list[_Run]) -> tuple[dict[tuple[str, str], _Run], list[int], list[int]]:
+    """(strategy label, task) -> the run shown; the runs left out because a later one
+    covers them; and the runs under way left out because an earlier one has finished."""
     llms: dict[str, set[str]] = defaultdict(set)
     for run in runs:
         llms[run.strategy].add(run.llm)
     chosen: dict[tuple[str, str], _Run] = {}
+    waiting: dict[tuple[str, str], _Run] = {}  # under way behind a finished run
     superseded: set[int] = set()
-    for run in runs:  # in id order: a later run replaces an earlier one
+    for run in runs:  # in id order: a later run replaces an earlier one, once it has finished
         label = run.strategy if len(llms[run.strategy]) == 1 else f"{run.strategy}/{run.llm or '?'}"
         label += "" if run.check == "strict" else f" [{run.check}]"
         for task in run.tasks:
-            earlier = chosen.get((label, task))
+            key = (label, task)
+            earlier, behind = chosen.get(key), waiting.pop(key, None)
+            if behind is not None:
+                superseded.add(behind.id)
+            if earlier is not None and earlier.finished and not run.finished:
+                waiting[key] = run
+                continue
             if earlier is not None and earlier.id != run.id:
                 superseded.add(earlier.id)
-            chosen[(label, task)] = run
+            chosen[key] = run
     shown = {run.id for run in chosen.values()}
-    return chosen, sorted(superseded - shown)
+    under_way = {run.id for run in waiting.values()} - shown
+    return chosen, sorted(superseded - shown - under_way), sorted(under_way)
 
 
 def _entry(store: Store, db: sqlite3.Connection, run: _Run, strategy: str, task: str) -> Entry:
@@ -572,6 +586,13 @@ def _below_graph_lines(board: "Leaderboard") -> list[str]:
     return [f"{e.strategy} {e.task}: {e.below_graph}" for e in board.entries if e.below_graph]
 
 
+def _under_way_note(board: "Leaderboard") -> str:
+    if not board.runs_under_way:
+        return ""
+    runs = ", ".join(str(run) for run in board.runs_under_way)
+    return f"; runs under way behind a finished run of the same strategy and task, shown once they finish: {runs}"
+
+
 def _baselines_failed_lines(board: "Leaderboard") -> list[str]:
     return [f"{e.strategy} {e.task}: {e.baselines_failed}" for e in board.entries if e.baselines_failed]
 
@@ -735,7 +756,7 @@ def _html_page(board: Leaderboard, plots: dict[str, bytes]) -> str:
 <h2>Geomeans</h2>{_geomeans_html(board)}
 <h2>Strategies side by side (speedup over eager)</h2>{_compare_html(board)}
 <h2>Per strategy and task</h2>{_entries_html(board)}
-<p>{html.escape(NOTE)}</p>
+<p>{html.escape(NOTE + _under_way_note(board))}</p>
 <h2>Below the graph baseline, and why</h2>{_below_graph_html(board)}
 <h2>Baselines without a ratio, and why</h2>{_baselines_failed_html(board)}
 <h2>How each task was won</h2>{_moves_html(board)}

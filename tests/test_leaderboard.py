@@ -365,6 +365,27 @@ def test_labels_and_superseded_runs(tmp_path):
         lb.build(tmp_path / "missing.sqlite")
 
 
+def test_a_run_under_way_does_not_hide_a_finished_one_until_it_finishes(tmp_path):
+    """Level 5's budget-20 pass, resumed over sessions, replaced SD3's finished budget-4 run
+    with 3 candidates of the new one (and the compile geomean moved with it)."""
+    path = tmp_path / "runs.sqlite"
+    with Store(path) as store:
+        done = Recorder(store, "pike-b", MLP, llm="offline", key="budget 4")
+        done.candidate(result(MLP, CORRECT, 2.0, 3.0, 2.0, 1.5, 1.0), done.call(0.0))
+        store.finish_run(done.run)
+        under_way = Recorder(store, "pike-b", MLP, llm="offline", key="budget 20")
+        under_way.candidate(result(MLP, CORRECT, 2.0, 3.0, 2.0, 1.2, 0.9), under_way.call(0.0))
+        board = lb.build(path)
+        assert board.entry("pike-b", MLP).speedup_eager.value == 1.5
+        assert (board.runs_under_way, board.superseded_runs) == ([under_way.run], [])
+        assert f"shown once they finish: {under_way.run}" in board.to_markdown()
+        assert json.loads(board.to_json())["runs_under_way"] == [under_way.run]
+        store.finish_run(under_way.run)
+    board = lb.build(path)
+    assert board.entry("pike-b", MLP).speedup_eager.value == 1.2
+    assert (board.runs_under_way, board.superseded_runs) == ([], [done.run])
+
+
 def chromium() -> str | None:
     return next((found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None)
 
