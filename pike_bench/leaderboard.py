@@ -65,7 +65,7 @@ from tabulate import tabulate
 from pike_bench.evaluate.result import CORRECT, Speedup
 from pike_bench.store import Store
 
-SCHEMA_VERSION = 3  # 2: the graph baseline; 3: mark subsets, all-task geomeans over compile and graph, below_graph (moves, reviewed, baselines_failed: added, readers unaffected)
+SCHEMA_VERSION = 3  # 2: the graph baseline; 3: mark subsets, all-task geomeans over compile and graph, below_graph (moves, reviewed, baselines_failed, runs_under_way: added, readers unaffected)
 SCHEMA_PATH = Path(__file__).with_name("leaderboard_schema.json")
 AXES = ("queries", "dollars")
 VIEWS = ("entries", "compare")
