@@ -226,13 +226,9 @@ class Leaderboard:
             return tabulate(rows + footer, headers=headers, tablefmt="github")
         entries = tabulate([_entry_row(e) for e in self.entries], headers=ENTRY_HEADERS, tablefmt="github")
         geomeans = tabulate([_geomean_row(g) for g in self.geomeans], headers=GEOMEAN_HEADERS, tablefmt="github")
-        below = _below_graph_lines(self)
-        why = "\n\nBelow the graph baseline, and why:\n\n" + "\n".join(f"- {line}" for line in below) if below else ""
-        missing = _baselines_failed_lines(self)
-        blank = "\n\nBaselines without a ratio, and why:\n\n" + "\n".join(f"- {line}" for line in missing) if missing else ""
-        won = _moves_lines(self)
-        how = "\n\nHow each task was won:\n\n" + "\n".join(f"- {line}" for line in won) if won else ""
-        return f"{entries}\n\n{geomeans}\n\n{NOTE}{_under_way_note(self)}{why}{blank}{how}"
+        sections = "".join(f"\n\n{title}:\n\n" + "\n".join(f"- {line}" for line in lines)
+                           for title, lines, _ in _line_sections(self) if lines)
+        return f"{entries}\n\n{geomeans}\n\n{NOTE}{_under_way_note(self)}{sections}"
 
     def to_html(self, plots: dict[str, bytes] | None = None) -> str:
         """One self-contained page: sortable tables and the plots as data URIs; nothing is fetched."""
@@ -582,10 +578,6 @@ def _geomean_row(g: Geomean) -> list:
     return [g.strategy, g.group, g.tasks, g.solved, *(_x(v) for v in _geomean_values(g))]
 
 
-def _below_graph_lines(board: "Leaderboard") -> list[str]:
-    return [f"{e.strategy} {e.task}: {e.below_graph}" for e in board.entries if e.below_graph]
-
-
 def _under_way_note(board: "Leaderboard") -> str:
     if not board.runs_under_way:
         return ""
@@ -593,12 +585,17 @@ def _under_way_note(board: "Leaderboard") -> str:
     return f"; runs under way behind a finished run of the same strategy and task, shown once they finish: {runs}"
 
 
-def _baselines_failed_lines(board: "Leaderboard") -> list[str]:
-    return [f"{e.strategy} {e.task}: {e.baselines_failed}" for e in board.entries if e.baselines_failed]
+def _line_sections(board: "Leaderboard") -> list[tuple[str, list[str], str]]:
+    """The per-task notes under the tables: (title, a line per task, what the page says when none)."""
+    def lines(field: str) -> list[str]:
+        return [f"{e.strategy} {e.task}: {getattr(e, field)}" for e in board.entries if getattr(e, field)]
 
-
-def _moves_lines(board: "Leaderboard") -> list[str]:
-    return [f"{e.strategy} {e.task}: {e.moves}" for e in board.entries if e.moves]
+    return [
+        ("Below the graph baseline, and why", lines("below_graph"),
+         "none: every best is at or above the graph baseline, or graph was not timed"),
+        ("Baselines without a ratio, and why", lines("baselines_failed"), "none: every baseline timed beside a best ran"),
+        ("How each task was won", lines("moves"), "no candidate was evaluated"),
+    ]
 
 
 def _speedup_of(entry: Entry | None, metric: str) -> float | None:
@@ -717,20 +714,12 @@ def _compare_html(board: Leaderboard) -> str:
     return _table("compare", headers, body, foot)
 
 
-def _below_graph_html(board: Leaderboard) -> str:
-    lines = _below_graph_lines(board)
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-    return f"<ul>{items}</ul>" if lines else "<p>none: every best is at or above the graph baseline, or graph was not timed</p>"
-
-
-def _baselines_failed_html(board: Leaderboard) -> str:
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in _baselines_failed_lines(board))
-    return f"<ul>{items}</ul>" if items else "<p>none: every baseline timed beside a best ran</p>"
-
-
-def _moves_html(board: Leaderboard) -> str:
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in _moves_lines(board))
-    return f"<ul>{items}</ul>" if items else "<p>no candidate was evaluated</p>"
+def _line_sections_html(board: Leaderboard) -> str:
+    parts = []
+    for title, lines, none in _line_sections(board):
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+        parts.append(f"<h2>{html.escape(title)}</h2>" + (f"<ul>{items}</ul>" if lines else f"<p>{html.escape(none)}</p>"))
+    return "\n".join(parts)
 
 
 def _figures_html(plots: dict[str, bytes]) -> str:
@@ -757,9 +746,7 @@ def _html_page(board: Leaderboard, plots: dict[str, bytes]) -> str:
 <h2>Strategies side by side (speedup over eager)</h2>{_compare_html(board)}
 <h2>Per strategy and task</h2>{_entries_html(board)}
 <p>{html.escape(NOTE + _under_way_note(board))}</p>
-<h2>Below the graph baseline, and why</h2>{_below_graph_html(board)}
-<h2>Baselines without a ratio, and why</h2>{_baselines_failed_html(board)}
-<h2>How each task was won</h2>{_moves_html(board)}
+{_line_sections_html(board)}
 <h2>Plots</h2>{_figures_html(plots)}
 <script>{_SCRIPT}</script>
 </body></html>

@@ -114,8 +114,7 @@ class Worker:
         key = (str(task.path), task.sha256(), request.size, request.mode, request.device, request.weight_seed)
         if key != self._key:
             # One task at a time: drop the last task's models before building this one's.
-            self._key, self._reference, self._trusted, self._fixed = None, None, {}, {}
-            self._trusted_failed = {}
+            self._key, self._reference, self._trusted, self._trusted_failed, self._fixed = None, None, {}, {}, {}
             if request.device.startswith("cuda"):
                 torch.cuda.empty_cache()
             module = sized_module(task, request.size)
