@@ -301,16 +301,10 @@ def forget_runs(args: argparse.Namespace) -> int:
             raise BadInput(f"no run {', '.join(missing)} in {args.store}: nothing was deleted")
         for run_id, run in runs.items():
             counts = store.forget_run(run_id)
-            print(f"forgot run {run_id} ({run['config'].get('task', '?')}): {_counted(counts['llm_calls'], 'query')}, "
-                  f"{_counted(counts['candidates'], 'candidate')}; the same command starts it afresh")
+            queries, candidates = counts["llm_calls"], counts["candidates"]
+            print(f"forgot run {run_id} ({run['config'].get('task', '?')}): {queries} quer{'y' if queries == 1 else 'ies'}, "
+                  f"{candidates} candidate{'' if candidates == 1 else 's'}; the same command starts it afresh")
     return EXIT_OK
-
-
-def _counted(n: int, noun: str) -> str:
-    """'1 query', '2 queries', '1 candidate', '0 candidates'."""
-    if n == 1:
-        return f"1 {noun}"
-    return f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
 
 
 def show_run(args: argparse.Namespace) -> int:
