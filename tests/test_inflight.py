@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 from pike_bench.evaluate import Evaluator, TimingOptions
-from pike_bench.evaluate.turns import BUILD, COMPILE, TIME, Turns, busy_seconds, prepare_lock
+from pike_bench.evaluate.turns import ALONE, BUILD, CHECK, COMPILE, TIME, Turns, busy_seconds, prepare_lock
 from pike_bench.inflight import InFlight
 from pike_bench.optimize import Optimizer, OptimizeOptions
 from pike_bench.progress import Evaluated
@@ -208,3 +208,51 @@ def test_another_worker_times_while_a_candidate_compiles_but_not_while_it_autotu
     assert a.status == b.status == "correct" and not [t for t in a.turns if t[0] == COMPILE]
     (_, start, _), = [t for t in b.turns if t[0] == TIME]
     assert start > max(end for kind, _, end in a.turns if kind == BUILD)
+
+
+def test_a_stretch_alone_keeps_every_other_turn_out_and_its_own_turns_inside(tmp_path):
+    import threading
+
+    lock = prepare_lock(tmp_path / "gpu.lock")
+    retrying, neighbour = Turns(lock), Turns(lock)
+    checked = threading.Event()
+    with retrying.alone():
+        with retrying.check():  # a nested turn: no lock of its own, so the exclusive one holds
+            retrying.step_away()  # and never lets go while alone
+            other = threading.Thread(target=lambda: [neighbour.check().__enter__(), checked.set()])
+            other.start()
+            assert not checked.wait(0.3)
+        with retrying.time():
+            pass
+        assert not checked.is_set()  # between its turns the device stays its own
+    assert checked.wait(5)
+    kinds = [kind for kind, _, _ in retrying.held()]
+    assert kinds == [CHECK, TIME, ALONE]
+
+
+def out_of_memory(times: int, flag: str) -> str:
+    """The good candidate, raising CUDA's out-of-memory error in its first `times` forwards
+    in this worker process (a count kept on builtins survives the candidate's re-import)."""
+    source = (CANDIDATES / "good.py").read_text().replace("import torch\n", "import builtins\n\nimport torch\n", 1)
+    return source.replace("        return self.fc2(", f"""\
+        builtins.{flag} = getattr(builtins, "{flag}", 0) + 1
+        if builtins.{flag} <= {times}:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB.")
+        return self.fc2(""")
+
+
+def test_a_job_that_ran_out_of_device_memory_runs_again_alone_and_its_verdict_is_the_second(tmp_path):
+    task = task_from_file(TINY)
+    with Evaluator("cpu", device_lock=tmp_path / "cpu.lock", **FAST) as evaluator:
+        once = evaluator.evaluate(task, out_of_memory(1, "_pike_oom_once"))
+        always = evaluator.evaluate(task, out_of_memory(10**6, "_pike_oom_always"))
+        fine = evaluator.evaluate(task, (CANDIDATES / "good.py").read_text())
+    assert once.status == "correct", once.reason
+    (_, start, end), = [turn for turn in once.turns if turn[0] == ALONE]
+    inside = [kind for kind, s, e in once.turns if start <= s and e <= end and kind != ALONE]
+    assert CHECK in inside and TIME in inside  # checked and timed within the stretch alone
+    assert always.status == "runtime_error"
+    assert always.reason.startswith("OutOfMemoryError: CUDA out of memory")
+    assert always.reason.endswith("(again when the job ran alone on the device)")
+    assert [turn for turn in always.turns if turn[0] == ALONE]
+    assert fine.status == "correct" and not [turn for turn in fine.turns if turn[0] == ALONE]

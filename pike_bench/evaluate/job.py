@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import hashlib
 import platform
 import sys
@@ -126,8 +127,33 @@ class Worker:
     def run(self, request: JobRequest, progress: Progress) -> JobReply:
         progress = self._take_turns(request, progress)
         reply = self._run(request, progress)
+        if _ran_out_of_device_memory(reply) and not reply.cuda_broken_by:
+            reply = self._run_alone(request, progress)
+        self._free_cached_memory(request.device)
         reply.turns = self.turns.held()
         return reply
+
+    def _run_alone(self, request: JobRequest, progress: Progress) -> JobReply:
+        """The job again, with the device to itself, after its memory ran out: other
+        workers of the GPU (tasks in flight) hold memory too, and a check or timed section
+        of theirs may have held the part that was missing. The candidate's verdict is then
+        its own; one that runs out again says so in its reason."""
+        progress("out of device memory: running the job again alone on the device", "")
+        gc.collect()  # the first run's models, where a reference cycle holds them
+        self._free_cached_memory(request.device)
+        with self.turns.alone():
+            reply = self._run(request, progress)
+        for result in reply.results.values():
+            if _out_of_device_memory(result):
+                result.reason += " (again when the job ran alone on the device)"
+        return reply
+
+    @staticmethod
+    def _free_cached_memory(device: str) -> None:
+        """Give the memory cached for models no longer held (the candidate's, after its
+        job) back to the device, where the other workers of the GPU can allocate it."""
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
 
     def _take_turns(self, request: JobRequest, progress: Progress) -> Progress:
         """The device's turns for this job; a worker waiting for one says so (and that it
@@ -231,7 +257,7 @@ class Worker:
     def _remember_failure(self, contestant: Contestant, digest: str, result: ContestantResult) -> ContestantResult:
         """Keep a trusted baseline's failure for the next jobs, unless the machine caused
         it (a broken CUDA context, memory taken by another worker): that may pass later."""
-        machine = self.cuda_broken or "out of memory" in result.reason.lower()
+        machine = self.cuda_broken or _out_of_device_memory(result)
         if contestant.trusted and not machine:
             failures = self._trusted_failed.get(digest, (0, None))[0] + 1
             self._trusted_failed[digest] = failures, replace(result, build=None)
@@ -626,6 +652,14 @@ def _first_line(exc: BaseException) -> str:
 def _reason(exc: BaseException) -> str:
     """An error of candidate code in one line, naming the resource limit it hit, if any."""
     return f"{type(exc).__name__}: {_first_line(exc)}{broken_limit(exc)}"
+
+
+def _out_of_device_memory(result: ContestantResult) -> bool:
+    return "OutOfMemoryError" in result.reason or "CUDA out of memory" in result.reason
+
+
+def _ran_out_of_device_memory(reply: JobReply) -> bool:
+    return any(_out_of_device_memory(result) for result in reply.results.values())
 
 
 def _is_cuda_error(exc: BaseException) -> bool:

@@ -17,6 +17,9 @@ So the workers of a device share a reader-writer lock, a pair of files locked wi
 - inside a shared turn, a worker may step away while torch.compile compiles (tracing
   and code generation, on the CPU: the bulk of a compile move's first call) and come
   back before the compiled code runs (job.py says when): another worker times meanwhile.
+- a job run again after the device's memory ran out takes the lock exclusively for the
+  whole job (``alone``): no other worker checks or times meanwhile, so none of their
+  allocations of the moment stand in its way a second time.
 
 A waiting writer closes a turnstile first, so that a stream of checks cannot starve it.
 ``flock`` needs only read access, so a sandboxed worker (read-only filesystem) can lock
@@ -40,6 +43,7 @@ from typing import Callable, Iterator
 # and torch.compile compile and autotune) is told apart from the checks proper.
 BUILD, CHECK, TIME = "build", "check", "time"
 COMPILE = "compile"  # stepped away from a shared turn while torch.compile compiled
+ALONE = "alone"  # a whole job with the device to itself; its checks and timed sections are recorded inside
 POLL_SECONDS = 0.005
 HEARTBEAT_SECONDS = 5.0  # a waiting worker says so this often, so its parent's step timeout does not fire
 
@@ -77,6 +81,7 @@ class Turns:
         self._files: tuple[int, int] | None = None
         self._holding: tuple[str, int, float] | None = None  # the turn held now: kind, lock mode, since
         self._away: tuple[str, int, float] | None = None  # the shared turn stepped away from, and since when
+        self._alone = False  # inside `alone`: turns are recorded, the lock is already held exclusively
 
     @contextlib.contextmanager
     def check(self, kind: str = CHECK) -> Iterator[None]:
@@ -90,7 +95,27 @@ class Turns:
             yield
 
     @contextlib.contextmanager
+    def alone(self) -> Iterator[None]:
+        """The device to this worker alone for a stretch of turns (a job run again after it
+        ran out of device memory): they take no lock of their own inside, and none of them
+        steps away (flock would turn the exclusive lock into a shared one)."""
+        self._enter(ALONE, fcntl.LOCK_EX)
+        self._alone = True
+        try:
+            yield
+        finally:
+            self._alone = False
+            self._leave()
+
+    @contextlib.contextmanager
     def _turn(self, kind: str, mode: int) -> Iterator[None]:
+        if self._alone:
+            start = time.time()
+            try:
+                yield
+            finally:
+                self.taken.append((kind, start, time.time()))
+            return
         self._enter(kind, mode)
         try:
             yield
