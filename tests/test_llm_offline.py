@@ -328,3 +328,25 @@ def test_a_runtime_module_reaches_a_candidate_whole(module, tmp_path):
     pasted = import_source("import torch as _pike_torch\n" + paste(module, *runtime_sections(module)), tmp_path, module)
     defined = {name for name in vars(imported) if name.startswith(("_pike", "_Pike", "_PIKE"))}
     assert defined and defined == {name for name in vars(pasted) if name.startswith(("_pike", "_Pike", "_PIKE"))}
+
+
+def test_the_bf16_wrapper_gives_back_the_model_s_dtype_for_outputs_autocast_made_float16_or_bf16():
+    """On the H200, cuDNN's LSTM came out of bf16 autocast in float16, and the LSTM tasks
+    failed with "output has dtype torch.float16, expected torch.float32"."""
+    import torch
+
+    namespace: dict = {}
+    exec("import torch as _pike_torch\n" + paste("wrappers", "map", "bf16 autocast"), namespace)
+
+    class Outputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            y = self.fc(x)
+            return y.half(), (y.bfloat16(), y.double()), x.argmax(-1)
+
+    half, (bf16, double), index = namespace["_PikeBF16"](Outputs())(torch.randn(3, 4))
+    assert half.dtype == bf16.dtype == torch.float32  # the model's parameters' dtype
+    assert double.dtype == torch.float64 and index.dtype == torch.int64  # not autocast's: left as they are
