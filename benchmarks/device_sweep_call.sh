@@ -19,7 +19,7 @@ mkdir -p "$dir"
 [ -f "$dir/inductor-cache.tgz" ] && [ ! -d "$dir/inductor-cache" ] && tar xzf "$dir/inductor-cache.tgz" -C "$dir"
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-  date -u; } > "$dir/machine_$log.txt"
+  date -u; echo "started_at $(date +%s)"; } > "$dir/machine_$log.txt"
 start=$(date +%s)
 bash benchmarks/offline_sweep.sh "$dir" "$cap" "$@" > "$dir/$log.log" 2>&1
 echo "wall_s $(( $(date +%s) - start ))" >> "$dir/machine_$log.txt"
