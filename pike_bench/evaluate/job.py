@@ -116,8 +116,7 @@ class Worker:
         if key != self._key:
             # One task at a time: drop the last task's models before building this one's.
             self._key, self._reference, self._trusted, self._trusted_failed, self._fixed = None, None, {}, {}, {}
-            if request.device.startswith("cuda"):
-                torch.cuda.empty_cache()
+            self._free_cached_memory(request.device)
             module = sized_module(task, request.size)
             init_inputs = list(module.get_init_inputs())
             model = construct(module.Model, init_inputs, request)

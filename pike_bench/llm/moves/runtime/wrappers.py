@@ -109,6 +109,11 @@ class _PikeChannelsLast(_pike_torch.nn.Module):
 
 
 # --- bf16 autocast ---
+# Outputs autocast made in low precision go back to the model's dtype: most come out in
+# bf16, some in float16 (cuDNN's LSTM on the GPU).
+
+_PIKE_AUTOCAST_DTYPES = (_pike_torch.bfloat16, _pike_torch.float16)
+
 
 class _PikeBF16(_pike_torch.nn.Module):
     def __init__(self, model):
@@ -123,8 +128,5 @@ class _PikeBF16(_pike_torch.nn.Module):
         device = tensors[0].device.type if tensors else "cpu"
         with _pike_torch.autocast(device, dtype=_pike_torch.bfloat16):
             out = self.model(*inputs)
-        # Some ops come out of autocast in float16, not bf16 (cuDNN's LSTM on the GPU).
         return _pike_map(lambda t: t.to(dtype) if t.dtype in _PIKE_AUTOCAST_DTYPES and t.dtype != dtype else t, out)
 
-
-_PIKE_AUTOCAST_DTYPES = (_pike_torch.bfloat16, _pike_torch.float16)
