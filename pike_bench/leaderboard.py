@@ -25,8 +25,9 @@ neither. A run under way does not hide a finished one, though: until it finishes
 finished run is shown and the later one is listed in ``runs_under_way`` (a budget-20 pass
 resumed over several sessions would otherwise replace whole tasks by a few candidates).
 
-The trajectory. For each strategy: the geomean over its tasks of the best-so-far speedup
-over eager, against the LLM queries spent on each task and against the dollars spent on
+The trajectory. For each strategy: the geomean over its tasks of the best-so-far
+candidate's speedup over eager (best as the record ranks candidates: by the speedup over
+the fastest baseline, ``pike_bench.ranking``), against the LLM queries spent on each task and against the dollars spent on
 each task (per task, not summed over tasks: every task had its own budget). Within a
 task run the calls are ordered by id; a candidate sits at query index q:
 
@@ -63,7 +64,8 @@ from typing import Iterable
 from tabulate import tabulate
 
 from pike_bench.evaluate.result import CORRECT, Speedup
-from pike_bench.store import Store
+from pike_bench.ranking import standings
+from pike_bench.store import SPEEDUP_COLUMNS, Store
 
 SCHEMA_VERSION = 3  # 2: the graph baseline; 3: mark subsets, all-task geomeans over compile and graph, below_graph (moves, reviewed, baselines_failed, runs_under_way: added, readers unaffected)
 SCHEMA_PATH = Path(__file__).with_name("leaderboard_schema.json")
@@ -132,9 +134,10 @@ class Entry:
         return self.queries if axis == "queries" else self.dollars
 
     def best_at(self, axis: str, x: float) -> float | None:
-        """Best-so-far speedup over eager once x queries (or dollars) were spent; None before any."""
+        """The best-so-far candidate's speedup over eager once x queries (or dollars) were
+        spent; None before any."""
         reached = [step.speedup_eager for step in self.steps if step.at(axis) <= x]
-        return max(reached) if reached else None
+        return reached[-1] if reached else None
 
 
 @dataclass
@@ -456,21 +459,27 @@ def _spent(calls: list[dict]) -> list[float]:
 
 
 def _steps(calls: list[dict], candidates: list[dict]) -> list[Step]:
-    """The staircase of best-so-far speedups over eager, each step placed at its query index."""
+    """The best-so-far candidate after each query, as its speedup over eager, each step
+    placed at its query index. A step is a candidate ranked above every earlier one (by
+    its speedup over the fastest baseline, as the search and the record's best rank
+    them), so the last step is the task's best and its speedup over eager is the table's;
+    a step may show less over eager than the one before it."""
     spent = _spent(calls)
     position = {call["id"]: q for q, call in enumerate(calls, start=1)}
     created = [call["created_at"] for call in calls]
+    timed = [c for c in candidates if c["status"] == "correct" and c["speedup_eager"] is not None]
+    over = standings([{b: c[f"speedup_{b}"] for b in SPEEDUP_COLUMNS} for c in timed])
     placed = []
-    for candidate in candidates:
-        if candidate["status"] != "correct" or candidate["speedup_eager"] is None:
-            continue
+    for candidate, standing in zip(timed, over):
         q = position.get(candidate["llm_call_id"])
         if q is None:  # no link: the calls made by the time it was recorded
             q = sum(1 for t in created if t <= candidate["created_at"])
-        placed.append((q, candidate["id"], candidate["speedup_eager"]))
+        placed.append((q, candidate["id"], standing, candidate["speedup_eager"]))
     steps: list[Step] = []
-    for q, candidate_id, speedup in sorted(placed):
-        if not steps or speedup > steps[-1].speedup_eager:
+    best = 0.0
+    for q, candidate_id, standing, speedup in sorted(placed):
+        if standing > best:
+            best = standing
             steps.append(Step(q, spent[q], speedup, candidate_id))
     return steps
 

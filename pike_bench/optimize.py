@@ -25,7 +25,7 @@ from pike_bench.evaluate.pool import EvaluatorPool
 from pike_bench.evaluate.prebuild import Prebuilder
 from pike_bench.evaluate.result import CORRECT, SUSPICIOUS, EvalResult
 from pike_bench.llm.base import LLMS, Proposer, Reply, Request
-from pike_bench.search.agents import Agents, Outcome, Scored
+from pike_bench.search.agents import Agents, Outcome, Scored, ranked
 from pike_bench.search.budget import Budget
 from pike_bench.search.pike_b import PikeBConfig, pike_b
 from pike_bench.search.pike_o import pike_o
@@ -317,11 +317,10 @@ class Optimizer:
         elif agents.unaffordable is not None and not agents.history:
             outcome.note = (f"no query fits the dollar budget: one query may cost up to ${agents.unaffordable:.4f}, "
                             f"and ${agents.budget.spent_dollars:.4f} of ${agents.budget.dollars:.4f} is spent")
-        flagged = sorted((s for s in agents.history if s.outcome.status == SUSPICIOUS and s.outcome.speedup),
-                         key=lambda s: -s.outcome.speedup)
-        # Not a dead end: a flagged candidate faster than the best correct one is shown with
-        # how to accept it after a person has looked.
-        if flagged and (top is None or flagged[0].outcome.speedup > (top.outcome.speedup or 0.0)):
+        flagged = ranked(s for s in agents.history if s.outcome.status == SUSPICIOUS and s.outcome.speedups)
+        # Not a dead end: a flagged candidate faster than the best correct one (ranked
+        # together, as candidates are) is shown with how to accept it after a person has looked.
+        if flagged and (top is None or ranked([flagged[0], top])[0] is flagged[0]):
             outcome.review = flagged[0]
             outcome.review_file = self.options.store_path.parent / "review" / f"{task.id.replace('/', '__')}.py"
             outcome.review_file.parent.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from pike_bench.llm.base import Reply, Request
+from pike_bench.ranking import standings
 
 if TYPE_CHECKING:  # only the type: importing the evaluator package pulls in torch
     from pike_bench.evaluate.result import EvalResult
@@ -519,26 +520,29 @@ class Store:
         """The fastest correct candidate: id, source, slot, agent, candidate_ms, speedups, reviewed.
 
         "correct" counts, and "suspicious" once a person has accepted it (`record_review`;
-        ``reviewed`` is then True). Ranked by the speedup over eager, then by median time:
-        the speedup is paired with the baseline in the same rounds, so it survives the
-        drift that moves absolute times between evaluations made minutes apart; the time
-        decides only without an eager baseline."""
+        ``reviewed`` is then True). Ranked as the search ranks them, by the speedup over
+        the fastest baseline timed beside each (pike_bench.ranking), then
+        by median time: the speedup is paired with the baselines in the same rounds, so
+        it survives the drift that moves absolute times between evaluations made minutes
+        apart; the time decides only where no baseline was timed."""
+        columns = ", ".join(f"e.speedup_{b}" for b in SPEEDUP_COLUMNS)
         rows = self._read(
             "SELECT c.id, c.source, c.slot, c.agent, e.id AS evaluation_id, e.candidate_ms, e.result,"
-            " e.status = 'suspicious' AS reviewed"
+            f" e.status = 'suspicious' AS reviewed, {columns}"
             " FROM candidates c JOIN evaluations e ON e.candidate_id = c.id"
             f" WHERE c.run_id = ? AND c.task_id = ? AND {_LATEST_EVALUATION} AND (e.status = 'correct'"
             " OR (e.status = 'suspicious' AND EXISTS (SELECT 1 FROM reviews r"
-            " WHERE r.task_id = c.task_id AND r.source_hash = c.source_hash)))"
-            " ORDER BY e.speedup_eager IS NULL, e.speedup_eager DESC, e.candidate_ms IS NULL, e.candidate_ms, c.id"
-            " LIMIT 1",
+            " WHERE r.task_id = c.task_id AND r.source_hash = c.source_hash)))",
             (run_id, task_id),
         )
         if not rows:
             return None
-        best = dict(rows[0])
+        over = standings([{b: row[f"speedup_{b}"] for b in SPEEDUP_COLUMNS} for row in rows])
+        best = dict(min(zip(rows, over), key=_rank)[0])
         best["speedups"] = json.loads(best.pop("result"))["speedups"]
         best["reviewed"] = bool(best["reviewed"])
+        for b in SPEEDUP_COLUMNS:
+            del best[f"speedup_{b}"]
         return best
 
     def record_review(self, task_id: str, source: str, note: str) -> int:
@@ -564,6 +568,13 @@ class Store:
             (run_id, task_id),
         )
         return [_row_dict(row, json_columns=("parent_ids",)) for row in rows]
+
+
+def _rank(pair: tuple[sqlite3.Row, float | None]) -> tuple:
+    """Sort key of a candidate's row and its standing, best first (Store.best)."""
+    row, over = pair
+    ms = row["candidate_ms"]
+    return (over is None, -(over or 0.0), ms is None, ms or 0.0, row["id"])
 
 
 class _Transaction:

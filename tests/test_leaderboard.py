@@ -275,6 +275,23 @@ def test_trajectories(board):
     assert board.trajectory("pike-o", "queries").points[-1][1] == pytest.approx(board.geomean("pike-o").eager_all_tasks)
 
 
+def test_the_best_and_its_staircase_follow_the_speedup_over_the_fastest_baseline(tmp_path):
+    # The second candidate shows more over eager (its evaluation met a slow eager run) but
+    # is slower than the first in time and over graph replay; the third beats the first.
+    path = tmp_path / "runs.sqlite"
+    with Store(path) as store:
+        run = Recorder(store, "pike-b", MLP, llm="offline")
+        run.candidate(result(MLP, CORRECT, 0.30, 1.8, 1.5, 6.0, 5.0, graph=(0.39, 1.30)), run.call(0, move="compile-cuda-graph"))
+        run.candidate(result(MLP, CORRECT, 0.36, 3.1, 2.2, 8.5, 6.1, graph=(0.35, 0.98)), run.call(0, move="cuda-graph"))
+        run.candidate(result(MLP, CORRECT, 0.26, 1.7, 1.3, 6.3, 5.0, graph=(0.35, 1.35)), run.call(0, move="bf16"))
+        store.finish_run(run.run)
+    entry = lb.build(path).entry("pike-b", MLP)
+    assert (entry.best_ms, entry.speedup_eager.value, entry.speedup_graph.value) == (0.26, 6.3, 1.35)
+    assert entry.moves.startswith("won by bf16 (c3) at 6.30x over eager")
+    assert [(s.queries, s.speedup_eager) for s in entry.steps] == [(1, 6.0), (3, 6.3)]
+    assert entry.best_at("queries", 2) == 6.0 and entry.best_at("queries", 3) == 6.3
+
+
 def assert_points(trajectory, expect):
     assert [x for x, _ in trajectory.points] == pytest.approx([x for x, _ in expect])
     assert [y for _, y in trajectory.points] == pytest.approx([y for _, y in expect])

@@ -7,7 +7,9 @@ import pytest
 from pike_bench.llm.base import ProposerError, Reply, Request
 from pike_bench.llm.prompts import parse_ideas
 from pike_bench.llm.replay import ReplayProposer
-from pike_bench.search.agents import Agents, Outcome, Scored
+from pike_bench.evaluate.result import CORRECT, EvalResult, Speedup
+from pike_bench.ranking import standings
+from pike_bench.search.agents import Agents, Outcome, Scored, ranked
 from pike_bench.search.budget import Budget
 from pike_bench.search.pike_b import PikeBConfig, pike_b
 from pike_bench.search.pike_o import PikeOConfig, Population, pike_o, sample_parents
@@ -211,7 +213,35 @@ def test_candidates_rank_by_their_paired_speedup_not_by_raw_time():
     b = Scored(1, "b", Outcome("correct", runtime_ms=1.1, speedup=1.5), "optimizer", "s1")
     wrong = Scored(2, "w", Outcome("incorrect"), "optimizer", "s2")
     timed_only = Scored(3, "t", Outcome("correct", runtime_ms=0.5), "optimizer", "s3")
-    assert [s.source for s in sorted([a, wrong, timed_only, b], key=lambda s: s.rank)] == ["b", "a", "t", "w"]
+    assert [s.source for s in ranked([a, wrong, timed_only, b])] == ["b", "a", "t", "w"]
+
+
+def timed(number: int, ms: float, **over: float) -> Scored:
+    """A correct candidate with a real EvalResult: its speedup over each baseline named."""
+    result = EvalResult(task_id="level3/24_EfficientNetB2", status=CORRECT, reason="", detail="", device="cuda",
+                        device_name="NVIDIA Test", torch_version="2.13.0", mode="eval", size="full", trials=2,
+                        hypothesis_seed=1, speedups={name: Speedup(v, v * 0.99, v * 1.01) for name, v in over.items()})
+    return Scored(number, f"c{number}", Outcome(CORRECT, ms, over["eager"], result=result), "optimizer", f"s{number}")
+
+
+def test_candidates_rank_by_the_speedup_over_the_fastest_baseline_not_over_eager():
+    # 24_EfficientNetB2 on the H200: the cuda-graph candidate's evaluation met a slow eager
+    # run (8.53x over it) but it is no faster than graph replay (0.98x); the
+    # compile-cuda-graph one is 6.29x over eager and 1.35x over graph, and 0.260 ms
+    # against 0.357 ms. Ranked by the speedup over eager, the slower one would win.
+    slower = timed(0, 0.357, eager=8.53, compile=6.14, graph=0.98)
+    faster = timed(1, 0.260, eager=6.29, compile=4.96, graph=1.35)
+    assert [s.source for s in ranked([slower, faster])] == ["c1", "c0"]
+
+
+def test_a_baseline_that_failed_beside_one_candidate_is_left_out_of_everyone_s_ranking():
+    # B's graph baseline failed. Over its fastest remaining baseline (compile) B stands at
+    # 1.6x, above A's 1.3x over graph; but A is ahead on every baseline timed beside both.
+    a = timed(0, 1.0, eager=2.0, compile=1.9, graph=1.3)
+    b = timed(1, 1.1, eager=1.8, compile=1.6)
+    assert [s.source for s in ranked([b, a])] == ["c0", "c1"]
+    assert standings([{"eager": 2.0, "compile": 1.9, "graph": 1.3}, {"eager": 1.8, "compile": 1.6, "graph": None},
+                      {}]) == [1.9, 1.6, None]
 
 
 def test_a_prompt_too_long_is_asked_once_more_with_less_context():

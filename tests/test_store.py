@@ -317,6 +317,25 @@ def test_a_flagged_candidate_counts_as_best_once_a_person_accepts_it(path):
         assert store.best(run_id, TASK)["source"] == "too good"
 
 
+def test_best_is_ranked_by_the_speedup_over_the_fastest_baseline(path):
+    # As in the H200 level-3 sweep: one candidate's evaluation met a slow eager run, so it
+    # shows more over eager, yet it is slower (in time, and over graph replay) than another.
+    def over(ms: float, eager: float, compile: float, graph: float) -> EvalResult:
+        result = eval_result(CORRECT, ms=ms, eager=eager)
+        result.speedups["compile"] = Speedup(compile, compile * 0.99, compile * 1.01)
+        result.speedups["graph"] = Speedup(graph, graph * 0.99, graph * 1.01)
+        return result
+
+    with Store(path) as store:
+        run_id = store.start_run("run-a", {})
+        for source, result in (("slow eager beside it", over(0.357, 8.53, 6.14, 0.98)),
+                               ("faster", over(0.260, 6.29, 4.96, 1.35))):
+            store.record_evaluation(record_candidate(store, run_id, source, source), result)
+        best = store.best(run_id, TASK)
+        assert (best["source"], best["speedups"]["graph"]["value"]) == ("faster", 1.35)
+        assert set(best) == {"id", "source", "slot", "agent", "evaluation_id", "candidate_ms", "speedups", "reviewed"}
+
+
 def test_best_without_baselines_is_the_lowest_time(path):
     with Store(path) as store:
         run_id = store.start_run("run-a", {})

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 from pike_bench.candidate import NoCodeError, extract_code
+from pike_bench.ranking import standings
 from pike_bench.llm import prompts
 from pike_bench.llm.base import MAX_TOKENS, Proposer, Reply, Request, RunStopped
 from pike_bench.search.budget import Budget
@@ -29,6 +30,13 @@ class Outcome:
     detail: str = ""
     result: Any = None  # the evaluator's full result (an EvalResult), when there is one
     reused: bool = False  # the verdict of an earlier evaluation of the same source (no new evaluation)
+
+    @property
+    def speedups(self) -> dict[str, float]:
+        """Over each baseline timed beside it (just over eager when there is no full result)."""
+        if self.result is not None:
+            return {name: speedup.value for name, speedup in self.result.speedups.items()}
+        return {"eager": self.speedup} if self.speedup is not None else {}
 
 
 class Ledger(Protocol):
@@ -75,18 +83,24 @@ class Scored:
     def runtime(self) -> float:
         return self.outcome.runtime_ms if self.correct and self.outcome.runtime_ms is not None else float("inf")
 
-    @property
-    def rank(self) -> tuple:
-        """Sort key, best first: the speedup over eager where it was measured, else the
-        runtime. Each candidate is timed beside its own eager run, so the paired ratio
-        cancels the drift that raw times of different evaluations carry."""
-        if self.correct and self.outcome.speedup is not None:
-            return (0, -self.outcome.speedup, self.number)
-        return (1, self.runtime, self.number)
-
     def example(self, note: str = "") -> prompts.Example:
         return prompts.Example(self.source, self.outcome.runtime_ms if self.correct else None,
                                self.outcome.speedup, note)
+
+
+def ranked(candidates: Iterable[Scored]) -> list[Scored]:
+    """Best first: the timed ones by their standing (the speedup over the fastest
+    baseline, pike_bench.ranking), then the rest by runtime (a correct candidate timed
+    without baselines) and creation. Each candidate is timed beside its own baselines, so
+    the paired ratio cancels the drift that raw times of different evaluations carry."""
+    candidates = list(candidates)
+    values = standings([s.outcome.speedups for s in candidates])
+
+    def key(pair: tuple[Scored, float | None]) -> tuple:
+        scored, standing = pair
+        return (0, -standing, scored.number) if standing is not None else (1, scored.runtime, scored.number)
+
+    return [scored for scored, _ in sorted(zip(candidates, values), key=key)]
 
 
 @dataclass
@@ -207,7 +221,7 @@ class Agents:
 
     def best(self, k: int = 1) -> list[Scored]:
         """The k fastest correct candidates so far (ties: the earlier first)."""
-        return sorted((s for s in self.history if s.correct), key=lambda s: s.rank)[:k]
+        return ranked(s for s in self.history if s.correct)[:k]
 
 
 def judge(reply: Reply, request: Request) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from pike_bench.search.agents import Agents, Scored, gather_in_order
+from pike_bench.search.agents import Agents, Scored, gather_in_order, ranked
 
 
 @dataclass
@@ -47,11 +47,11 @@ class Population:
     islands: list[list[Scored]]
 
     def correct(self, island: int) -> list[Scored]:
-        return sorted((s for s in self.islands[island] if s.correct), key=lambda s: s.rank)
+        return ranked(s for s in self.islands[island] if s.correct)
 
     def elite(self, size: int) -> list[Scored]:
         everyone = {s.number: s for island in self.islands for s in island if s.correct}
-        return sorted(everyone.values(), key=lambda s: s.rank)[:size]
+        return ranked(everyone.values())[:size]
 
     def migrate(self) -> None:
         bests = [self.correct(i)[:1] for i in range(len(self.islands))]
