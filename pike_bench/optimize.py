@@ -25,6 +25,7 @@ from pike_bench.evaluate.pool import EvaluatorPool
 from pike_bench.evaluate.prebuild import Prebuilder
 from pike_bench.evaluate.result import CORRECT, SUSPICIOUS, EvalResult
 from pike_bench.llm.base import LLMS, Proposer, Reply, Request
+from pike_bench.ranking import standings
 from pike_bench.search.agents import Agents, Outcome, Scored, ranked
 from pike_bench.search.budget import Budget
 from pike_bench.search.pike_b import PikeBConfig, pike_b
@@ -338,11 +339,30 @@ class Optimizer:
         if eager is None or eager.low <= 1.0:  # the reference itself may be as fast: nothing to keep or gate
             shown = eager if eager is not None else "no timing"
             return None, f"not kept: {shown} over eager is not clearly above 1.0x"
-        if stored is not None and stored.baselines.get(result.device_name, 0.0) >= eager.value:
-            return None, f"not kept: the kept solution is faster ({stored.baselines[result.device_name]:.2f}x)"
+        slower = _slower_than_kept(result, stored) if stored is not None else None
+        if slower:
+            return None, f"not kept: the kept solution is faster ({slower})"
         origin = {"by": "pike optimize", "strategy": self.options.strategy, "llm": choose_llm(self.options),
                   "model": self.options.model, "efa_model": self.options.efa_model, "slot": best.slot}
         return solutions.save(root, solutions.from_result(task, "best", best.source, result, origin)), ""
+
+
+def _slower_than_kept(result: EvalResult, kept: solutions.Solution) -> str | None:
+    """How the kept solution beats the new best on this device, ranked as candidates are
+    (pike_bench.ranking) on the speedups it was accepted with here; over eager alone where
+    it was accepted on another device and the gate measured it here. None: the new one wins."""
+    new = {name: speedup.value for name, speedup in result.speedups.items()}
+    if kept.accepted.get("device_name") == result.device_name:
+        old = {name: speedup["value"] for name, speedup in kept.accepted.get("speedups", {}).items()}
+    elif result.device_name in kept.baselines:
+        old, new = {"eager": kept.baselines[result.device_name]}, {"eager": new.get("eager")}
+    else:
+        return None
+    mine, theirs = standings([new, old])
+    if theirs is None or (mine is not None and mine > theirs):
+        return None
+    over = "the fastest baseline" if len(old) > 1 else "eager"
+    return f"{theirs:.2f}x over {over}, against {mine or 0.0:.2f}x"
 
 
 def _hashed(key_parts: dict) -> str:

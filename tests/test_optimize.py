@@ -122,3 +122,29 @@ def test_ctrl_c_stops_a_run_at_once_even_while_a_candidate_is_being_evaluated(tm
     assert err.strip().splitlines()[-1] == (
         "pike: interrupted; what was finished is in the record: rerun the same command to resume")
     assert "Traceback" not in err
+
+
+def test_a_new_best_replaces_the_kept_solution_only_when_it_ranks_above_it():
+    from pike_bench.evaluate.result import CORRECT, EvalResult, Speedup
+    from pike_bench.optimize import _slower_than_kept
+    from pike_bench.solutions import Solution
+
+    def measured(**over):
+        return EvalResult(task_id="level3/24_EfficientNetB2", status=CORRECT, reason="", detail="", device="cuda",
+                          device_name="NVIDIA H200", torch_version="2.11.0", mode="eval", size="full", trials=2,
+                          hypothesis_seed=1, speedups={k: Speedup(v, v * 0.99, v * 1.01) for k, v in over.items()})
+
+    # Kept: 8.53x over eager beside a slow eager run, 0.98x over graph replay. The new best
+    # shows less over eager (6.29x) but is faster than graph replay: it replaces the kept one.
+    kept = Solution("level3/24_EfficientNetB2", "best", "# kept", accepted={
+        "device_name": "NVIDIA H200", "speedups": {"eager": {"value": 8.53}, "compile": {"value": 6.14},
+                                                   "graph": {"value": 0.98}}}, baselines={"NVIDIA H200": 8.53})
+    assert _slower_than_kept(measured(eager=6.29, compile=4.96, graph=1.35), kept) is None
+    assert _slower_than_kept(measured(eager=9.0, compile=6.5, graph=0.95), kept) == (
+        "0.98x over the fastest baseline, against 0.95x")
+    # Accepted on another GPU and measured here by the gate over eager alone: over eager it is.
+    elsewhere = Solution("level3/24_EfficientNetB2", "best", "# kept", accepted={"device_name": "NVIDIA H100"},
+                         baselines={"NVIDIA H200": 7.0})
+    assert _slower_than_kept(measured(eager=6.29, graph=1.35), elsewhere) == "7.00x over eager, against 6.29x"
+    assert _slower_than_kept(measured(eager=7.5, graph=1.35), elsewhere) is None
+    assert _slower_than_kept(measured(eager=1.5), Solution("level3/24_EfficientNetB2", "best", "# kept")) is None
