@@ -70,8 +70,8 @@ def get_init_inputs():
     return [num_classes, input_channels, alpha]
 
 
-# ModelNew (pike offline rewrite): torch.compile(default) + CUDA-graph capture
-# precision: unchanged (the reference's dtypes and kernels' own orders)
+# ModelNew (pike offline rewrite): cudnn.benchmark + channels-last + bf16 autocast + torch.compile(default) + CUDA-graph capture
+# precision: bf16 autocast (matmuls and convolutions in bf16, outputs cast back)
 import torch as _pike_torch
 
 
@@ -301,6 +301,64 @@ class _PikeFastest(_pike_torch.nn.Module):
         return start.elapsed_time(end)
 
 
+class _PikeBF16(_pike_torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self._dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+    def forward(self, *inputs):
+        tensors = [x for x in inputs if isinstance(x, _pike_torch.Tensor)]
+        floats = [x.dtype for x in tensors if x.is_floating_point()]
+        dtype = self._dtype or (floats[0] if floats else _pike_torch.get_default_dtype())
+        device = tensors[0].device.type if tensors else "cpu"
+        with _pike_torch.autocast(device, dtype=_pike_torch.bfloat16):
+            out = self.model(*inputs)
+        return _pike_map(lambda t: t.to(dtype) if t.dtype == _pike_torch.bfloat16 else t, out)
+
+
+# The model is converted once (its later move to the device keeps the layout); 4-d
+# inputs (5-d for channels-last-3d) are converted on each call, and outputs made contiguous as the reference's are.
+# A model whose first call fails in NHWC (a .view() that NHWC strides do not allow, as
+# in x.view(-1, 400) after a convolution) goes back to NCHW for good. The wrapper sits
+# outside torch.compile, so that this fallback is plain Python.
+
+class _PikeChannelsLast(_pike_torch.nn.Module):
+    def __init__(self, model, layout=_pike_torch.channels_last, dims=4):
+        super().__init__()
+        self.layout, self.dims = layout, dims
+        self.model = model
+        self._convert(layout)
+        self.fits = None  # decided by the first call
+
+    def _convert(self, layout):
+        # Tensor by tensor: nn.Module.to(memory_format=) refuses a model whose weights are
+        # not all of one rank (Conv2d and Conv3d together).
+        for t in list(self.model.parameters()) + list(self.model.buffers()):
+            if t.dim() == self.dims:
+                t.data = t.data.contiguous(memory_format=layout)
+
+    def forward(self, *inputs):
+        if self.fits is not False:
+            try:
+                out = self._channels_last(inputs)
+                self.fits = True
+                return out
+            except RuntimeError:
+                if self.fits:
+                    raise
+                self.fits = False
+                self._convert(_pike_torch.contiguous_format)
+        return self.model(*inputs)
+
+    def _channels_last(self, inputs):
+        inputs = [
+            x.contiguous(memory_format=self.layout) if isinstance(x, _pike_torch.Tensor) and x.dim() == self.dims else x
+            for x in inputs
+        ]
+        return _pike_map(lambda t: t.contiguous(), self.model(*inputs))
+
+
 # One capture per input signature; inputs are copied into the static buffers before
 # each replay and outputs cloned, so each call returns fresh memory.
 
@@ -340,8 +398,11 @@ class _PikeCUDAGraph(_pike_torch.nn.Module):
 class ModelNew(_pike_torch.nn.Module):
     def __init__(self, *args, **kwargs):
         super().__init__()
+        _pike_torch.backends.cudnn.benchmark = True
         model = Model(*args, **kwargs)
+        model = _PikeBF16(model)
         model = _pike_torch.compile(model, mode='default')
+        model = _PikeChannelsLast(model, _pike_torch.channels_last, 4)
         model = _PikeCUDAGraph(model)
         self.model = model
 

@@ -76,7 +76,7 @@ def get_init_inputs():
     return [num_classes]
 
 
-# ModelNew (pike offline rewrite): CUDA-graph capture
+# ModelNew (pike offline rewrite): torch.compile(default) + CUDA-graph capture
 # precision: unchanged (the reference's dtypes and kernels' own orders)
 import torch as _pike_torch
 
@@ -347,6 +347,7 @@ class ModelNew(_pike_torch.nn.Module):
     def __init__(self, *args, **kwargs):
         super().__init__()
         model = Model(*args, **kwargs)
+        model = _pike_torch.compile(model, mode='default')
         model = _PikeCUDAGraph(model)
         self.model = model
 

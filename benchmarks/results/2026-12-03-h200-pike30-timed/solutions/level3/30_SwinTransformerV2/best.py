@@ -224,7 +224,7 @@ def get_init_inputs():
     return []
 
 
-# ModelNew (pike offline rewrite): TF32 + cudnn.benchmark + SDPA attention + Triton activations + channels-last + CUDA-graph capture
+# ModelNew (pike offline rewrite): TF32 + cudnn.benchmark + SDPA attention + channels-last + torch.compile(default) + CUDA-graph capture
 # precision: TF32 for fp32 matmuls and convolutions (10-bit mantissa inputs, fp32 accumulation); fused attention kernel in the inputs' dtype (another summation order)
 import torch as _pike_torch
 
@@ -514,85 +514,6 @@ def _pike_use_sdpa(model):
     return rewritten
 
 
-import triton
-import triton.language as tl
-
-
-# ReLU and GELU modules (nn.ReLU, nn.GELU, and a tanh- or erf-GELU module of the
-# task's own, recognized on a probe) replaced in the built model by one Triton kernel
-# each (a single pass where a hand-written GELU launches several).
-
-_PIKE_RELU, _PIKE_GELU, _PIKE_GELU_TANH = 0, 1, 2
-
-
-@triton.jit
-def _pike_activation_kernel(x_ptr, out_ptr, n, ACT: tl.constexpr, BLOCK: tl.constexpr):
-    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offsets < n
-    x = tl.load(x_ptr + offsets, mask=mask).to(tl.float32)
-    if ACT == 0:
-        y = tl.where(x < 0.0, 0.0, x)  # NaN stays NaN, as in torch.relu
-    elif ACT == 1:
-        y = 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
-    else:  # 0.5 * (1 + tanh(z)) == sigmoid(2z)
-        y = x * tl.sigmoid(1.5957691216057308 * (x + 0.044715 * x * x * x))
-    tl.store(out_ptr + offsets, y.to(out_ptr.dtype.element_ty), mask=mask)
-
-
-class _PikeTritonActivation(_pike_torch.nn.Module):
-    def __init__(self, act, original):
-        super().__init__()
-        self.act, self.inplace, self.original = act, bool(getattr(original, "inplace", False)), original
-
-    def forward(self, x):
-        floats = (_pike_torch.float32, _pike_torch.float16, _pike_torch.bfloat16)
-        if x.dtype not in floats or not 0 < x.numel() < 2**31:
-            return self.original(x)
-        dense = x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=_pike_torch.channels_last))
-        src = x if dense else x.contiguous()
-        out = src if self.inplace and dense else _pike_torch.empty_like(src)
-        n = src.numel()
-        _pike_activation_kernel[(triton.cdiv(n, 1024),)](src, out, n, ACT=self.act, BLOCK=1024)
-        if self.inplace and out is not x:
-            return x.copy_(out)
-        return out
-
-
-def _pike_activation_of(module):
-    nn = _pike_torch.nn
-    if type(module) is nn.ReLU:
-        return _PIKE_RELU
-    if type(module) is nn.GELU:
-        return _PIKE_GELU_TANH if module.approximate == "tanh" else _PIKE_GELU
-    own = "gelu" in type(module).__name__.lower() and not list(module.children())
-    if not own or list(module.parameters()) or list(module.buffers()):
-        return None
-    probe = _pike_torch.linspace(-8.0, 8.0, 513)
-    try:
-        with _pike_torch.no_grad():
-            got = module(probe)
-    except Exception:
-        return None
-    gelu = _pike_torch.nn.functional.gelu
-    for act, want in ((_PIKE_GELU_TANH, gelu(probe, approximate="tanh")), (_PIKE_GELU, gelu(probe))):
-        if isinstance(got, _pike_torch.Tensor) and got.shape == want.shape and _pike_torch.allclose(got, want, atol=1e-5):
-            return act
-    return None
-
-
-def _pike_triton_activations(model):
-    """Replace the activation submodules of the built model; returns how many."""
-    swaps = []
-    for parent in model.modules():
-        for name, child in parent.named_children():
-            act = _pike_activation_of(child)
-            if act is not None:
-                swaps.append((parent, name, _PikeTritonActivation(act, child)))
-    for parent, name, new in swaps:
-        setattr(parent, name, new)
-    return len(swaps)
-
-
 # The model is converted once (its later move to the device keeps the layout); 4-d
 # inputs (5-d for channels-last-3d) are converted on each call, and outputs made contiguous as the reference's are.
 # A model whose first call fails in NHWC (a .view() that NHWC strides do not allow, as
@@ -678,9 +599,8 @@ class ModelNew(_pike_torch.nn.Module):
         _pike_torch.backends.cudnn.allow_tf32 = True
         _pike_torch.backends.cudnn.benchmark = True
         model = Model(*args, **kwargs)
-        if not _pike_use_sdpa(model):
-            model = _pike_torch.compile(model)
-        _pike_triton_activations(model)
+        _pike_use_sdpa(model)
+        model = _pike_torch.compile(model, mode='default')
         model = _PikeChannelsLast(model, _pike_torch.channels_last, 4)
         model = _PikeCUDAGraph(model)
         self.model = model
