@@ -386,24 +386,28 @@ def _below_graph(entry: Entry, best: dict | None, candidates: list[dict], calls:
 
 def _moves(best: dict | None, candidates: list[dict], calls: list[dict]) -> str | None:
     """Which candidate won the task and how each other one did, in evaluation order: a
-    correct one by its speedup over eager, any other by its status and reason (the rule
-    it broke). Reused verdicts (the same source again) are left out. None when nothing
-    was evaluated."""
+    timed one by its speedup over eager and over the fastest baseline (what ranks them,
+    pike_bench.ranking), any other by its status and reason (the rule it broke). Reused
+    verdicts (the same source again) are left out. None when nothing was evaluated."""
     evaluated = [c for c in candidates if c["evaluation_id"] is not None and not c.get("same_as")]
     if not evaluated:
         return None
     name = _namer(calls)
+    timed = [c for c in evaluated if c["speedup_eager"] is not None]
+    standing = dict(zip((c["id"] for c in timed), standings([{b: c[f"speedup_{b}"] for b in SPEEDUP_COLUMNS}
+                                                              for c in timed])))
     top = next((c for c in evaluated if best is not None and c["id"] == best["id"]), None)
-    won = f"won by {name(top)} at {_x(top['speedup_eager'])} over eager" if top else "no correct candidate"
+    won = (f"won by {name(top)} at {_x(top['speedup_eager'])} over eager, {_x(standing.get(top['id']))} over the "
+           "fastest baseline" if top else "no correct candidate")
     if top is not None and best["reviewed"]:
         won += " (flagged suspicious, accepted after review)"
-    others = [_how_it_did(name(c), c) for c in evaluated if c is not top]
+    others = [_how_it_did(name(c), c, standing.get(c["id"])) for c in evaluated if c is not top]
     return won + ("; others: " + "; ".join(others) if others else "")
 
 
-def _how_it_did(name: str, candidate: dict) -> str:
+def _how_it_did(name: str, candidate: dict, standing: float | None) -> str:
     if candidate["status"] == "correct":
-        return f"{name} {_x(candidate['speedup_eager'])}"
+        return f"{name} {_x(candidate['speedup_eager'])}, {_x(standing)}"
     return f"{name} {candidate['status']}: {_clip(candidate['reason'], 80)}"
 
 
@@ -603,7 +607,8 @@ def _line_sections(board: "Leaderboard") -> list[tuple[str, list[str], str]]:
         ("Below the graph baseline, and why", lines("below_graph"),
          "none: every best is at or above the graph baseline, or graph was not timed"),
         ("Baselines without a ratio, and why", lines("baselines_failed"), "none: every baseline timed beside a best ran"),
-        ("How each task was won", lines("moves"), "no candidate was evaluated"),
+        ("How each task was won (each timed candidate over eager, then over the fastest baseline, which ranks them)",
+         lines("moves"), "no candidate was evaluated"),
     ]
 
 

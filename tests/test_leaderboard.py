@@ -207,7 +207,7 @@ def test_a_best_below_graph_gets_a_line_on_why(tmp_path):
     assert (board.entry("pike-b", MLP).finished, board.entry("pike-b", ATTN).finished) == (True, False)
     table = board.to_markdown()
     assert "Below the graph baseline, and why:\n\n- pike-b level3/1_MLP: best tf32 (c1)" in table
-    below = table.split("Below the graph baseline, and why:")[1].split("How each task was won:")[0]
+    below = table.split("Below the graph baseline, and why:")[1].split("How each task was won")[0]
     assert "- pike-b level3/5_AlexNet: no correct candidate" in below and "level5/1_Attention:" not in below
     assert re.search(r"\| level5/1_Attention .*\| 1\* ", table)  # its run was not finished
     assert "compile-cuda-graph (c2) runtime_error" in board.to_html({})
@@ -251,11 +251,12 @@ def test_each_task_gets_a_line_on_which_move_won_and_how_the_others_did(tmp_path
         unsolved.candidate(failed("level3/5_AlexNet", "incorrect", "output differs at index (0, 1)"), unsolved.call(0))
     board = lb.build(path)
     assert board.entry("pike-b", MLP).moves == (
-        "won by compile-cuda-graph (c2) at 3.00x over eager; others: tf32 (c1) 1.50x; "
-        "moe-grouped (c3) build_error: RuntimeError: Expected a 'cuda' device type for generator")
+        "won by compile-cuda-graph (c2) at 3.00x over eager, 2.50x over the fastest baseline; others: tf32 (c1) "
+        "1.50x, 1.25x; moe-grouped (c3) build_error: RuntimeError: Expected a 'cuda' device type for generator")
     assert board.entry("pike-b", "level3/5_AlexNet").moves == (
         "no correct candidate; others: c1 incorrect: output differs at index (0, 1)")
-    assert "How each task was won:\n\n- pike-b level3/1_MLP: won by compile-cuda-graph" in board.to_markdown()
+    assert ("How each task was won (each timed candidate over eager, then over the fastest baseline, which ranks "
+            "them):\n\n- pike-b level3/1_MLP: won by compile-cuda-graph") in board.to_markdown()
     assert "moe-grouped (c3) build_error" in board.to_html({})
 
 
@@ -287,7 +288,8 @@ def test_the_best_and_its_staircase_follow_the_speedup_over_the_fastest_baseline
         store.finish_run(run.run)
     entry = lb.build(path).entry("pike-b", MLP)
     assert (entry.best_ms, entry.speedup_eager.value, entry.speedup_graph.value) == (0.26, 6.3, 1.35)
-    assert entry.moves.startswith("won by bf16 (c3) at 6.30x over eager")
+    assert entry.moves.startswith("won by bf16 (c3) at 6.30x over eager, 1.35x over the fastest baseline; others: "
+                                  "compile-cuda-graph (c1) 6.00x, 1.30x; cuda-graph (c2) 8.50x, 0.98x")
     assert [(s.queries, s.speedup_eager) for s in entry.steps] == [(1, 6.0), (3, 6.3)]
     assert entry.best_at("queries", 2) == 6.0 and entry.best_at("queries", 3) == 6.3
 
