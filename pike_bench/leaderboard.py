@@ -27,9 +27,10 @@ resumed over several sessions would otherwise replace whole tasks by a few candi
 
 The trajectory. For each strategy: the geomean over its tasks of the best-so-far
 candidate's speedup over eager (best as the record ranks candidates: by the speedup over
-the fastest baseline, ``pike_bench.ranking``), against the LLM queries spent on each task and against the dollars spent on
-each task (per task, not summed over tasks: every task had its own budget). Within a
-task run the calls are ordered by id; a candidate sits at query index q:
+the fastest baseline, ``pike_bench.ranking``), against the LLM queries spent on each task
+and against the dollars spent on each task (per task, not summed over tasks: every task
+had its own budget). Within a task run the calls are ordered by id; a candidate sits at
+query index q:
 
 - when it names its call (``llm_call_id``): q is that call's position (1-based);
 - otherwise (the optimizer records ``llm_call_id = NULL``): q is the number of the run's

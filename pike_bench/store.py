@@ -521,13 +521,13 @@ class Store:
 
         "correct" counts, and "suspicious" once a person has accepted it (`record_review`;
         ``reviewed`` is then True). Ranked as the search ranks them, by the speedup over
-        the fastest baseline timed beside each (pike_bench.ranking), then
-        by median time: the speedup is paired with the baselines in the same rounds, so
-        it survives the drift that moves absolute times between evaluations made minutes
-        apart; the time decides only where no baseline was timed."""
+        the fastest baseline timed beside each (pike_bench.ranking), then by median time:
+        the speedup is paired with the baselines in the same rounds, so it survives the
+        drift that moves absolute times between evaluations made minutes apart; the time
+        decides only where no baseline was timed."""
         columns = ", ".join(f"e.speedup_{b}" for b in SPEEDUP_COLUMNS)
         rows = self._read(
-            "SELECT c.id, c.source, c.slot, c.agent, e.id AS evaluation_id, e.candidate_ms, e.result,"
+            "SELECT c.id, c.source, c.slot, c.agent, e.id AS evaluation_id, e.candidate_ms,"
             f" e.status = 'suspicious' AS reviewed, {columns}"
             " FROM candidates c JOIN evaluations e ON e.candidate_id = c.id"
             f" WHERE c.run_id = ? AND c.task_id = ? AND {_LATEST_EVALUATION} AND (e.status = 'correct'"
@@ -538,11 +538,10 @@ class Store:
         if not rows:
             return None
         over = standings([{b: row[f"speedup_{b}"] for b in SPEEDUP_COLUMNS} for row in rows])
-        best = dict(min(zip(rows, over), key=_rank)[0])
-        best["speedups"] = json.loads(best.pop("result"))["speedups"]
+        best = {k: v for k, v in dict(min(zip(rows, over), key=_rank)[0]).items() if not k.startswith("speedup_")}
+        result = self._read("SELECT result FROM evaluations WHERE id = ?", (best["evaluation_id"],))[0]["result"]
+        best["speedups"] = json.loads(result)["speedups"]
         best["reviewed"] = bool(best["reviewed"])
-        for b in SPEEDUP_COLUMNS:
-            del best[f"speedup_{b}"]
         return best
 
     def record_review(self, task_id: str, source: str, note: str) -> int:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 from pike_bench.candidate import NoCodeError, extract_code
-from pike_bench.ranking import standings
 from pike_bench.llm import prompts
 from pike_bench.llm.base import MAX_TOKENS, Proposer, Reply, Request, RunStopped
+from pike_bench.ranking import standings
 from pike_bench.search.budget import Budget
 
 
