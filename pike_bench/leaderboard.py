@@ -66,7 +66,7 @@ from tabulate import tabulate
 
 from pike_bench.evaluate.result import CORRECT, Speedup
 from pike_bench.ranking import standings
-from pike_bench.store import SPEEDUP_COLUMNS, Store
+from pike_bench.store import Store, row_speedups
 
 SCHEMA_VERSION = 3  # 2: the graph baseline; 3: mark subsets, all-task geomeans over compile and graph, below_graph (moves, reviewed, baselines_failed, runs_under_way: added, readers unaffected)
 SCHEMA_PATH = Path(__file__).with_name("leaderboard_schema.json")
@@ -395,8 +395,7 @@ def _moves(best: dict | None, candidates: list[dict], calls: list[dict]) -> str 
         return None
     name = _namer(calls)
     timed = [c for c in evaluated if c["speedup_eager"] is not None]
-    standing = dict(zip((c["id"] for c in timed), standings([{b: c[f"speedup_{b}"] for b in SPEEDUP_COLUMNS}
-                                                              for c in timed])))
+    standing = dict(zip((c["id"] for c in timed), standings([row_speedups(c) for c in timed])))
     top = next((c for c in evaluated if best is not None and c["id"] == best["id"]), None)
     won = (f"won by {name(top)} at {_x(top['speedup_eager'])} over eager, {_x(standing.get(top['id']))} over the "
            "fastest baseline" if top else "no correct candidate")
@@ -473,7 +472,7 @@ def _steps(calls: list[dict], candidates: list[dict]) -> list[Step]:
     position = {call["id"]: q for q, call in enumerate(calls, start=1)}
     created = [call["created_at"] for call in calls]
     timed = [c for c in candidates if c["status"] == "correct" and c["speedup_eager"] is not None]
-    over = standings([{b: c[f"speedup_{b}"] for b in SPEEDUP_COLUMNS} for c in timed])
+    over = standings([row_speedups(c) for c in timed])
     placed = []
     for candidate, standing in zip(timed, over):
         q = position.get(candidate["llm_call_id"])

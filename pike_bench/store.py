@@ -537,7 +537,7 @@ class Store:
         )
         if not rows:
             return None
-        over = standings([{b: row[f"speedup_{b}"] for b in SPEEDUP_COLUMNS} for row in rows])
+        over = standings([row_speedups(row) for row in rows])
         best = {k: v for k, v in dict(min(zip(rows, over), key=_rank)[0]).items() if not k.startswith("speedup_")}
         result = self._read("SELECT result FROM evaluations WHERE id = ?", (best["evaluation_id"],))[0]["result"]
         best["speedups"] = json.loads(result)["speedups"]
@@ -567,6 +567,11 @@ class Store:
             (run_id, task_id),
         )
         return [_row_dict(row, json_columns=("parent_ids",)) for row in rows]
+
+
+def row_speedups(row: sqlite3.Row | dict) -> dict[str, float | None]:
+    """A candidate's speedup over each baseline, from its evaluation's columns (None: not timed)."""
+    return {b: row[f"speedup_{b}"] for b in SPEEDUP_COLUMNS}
 
 
 def _rank(pair: tuple[sqlite3.Row, float | None]) -> tuple:
